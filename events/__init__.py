@@ -1,0 +1,1 @@
+"""The event store: typed events, their codec and upcasters, append and reads, migrations."""

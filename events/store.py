@@ -1,0 +1,289 @@
+"""The event store: append with an expected version, read a stream, read everything.
+
+Every stream is `category-id` (a run's is `run-<run_id>`). Versions start at 1
+and have no gaps. `global_position` is unique but is *not* commit order; see
+`read_all` for how everything is read in commit order without losing events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, NamedTuple
+
+import asyncpg
+import msgspec
+
+from events import codec
+from events.errors import AppendOnlyError, ConcurrencyError, IdempotencyConflictError
+from events.types import Metadata, NewEvent, RecordedEvent
+
+WRONG_EXPECTED_VERSION = "EV001"
+IDEMPOTENCY_CONFLICT = "EV002"
+APPEND_ONLY = "EV003"
+
+_metadata_encoder = msgspec.json.Encoder()
+_metadata_decoder = msgspec.json.Decoder(Metadata)
+
+
+class Checkpoint(NamedTuple):
+    """A place in the commit-order feed: the last `(transaction_id, global_position)` read."""
+
+    transaction_id: int
+    global_position: int
+
+
+ORIGIN = Checkpoint(0, 0)
+
+_APPEND = """
+SELECT global_position, version
+  FROM append_events($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+
+_COLUMNS = """
+stream_id, version, global_position, transaction_id, event_id, type, schema_version,
+data, metadata, occurred_at, recorded_at
+"""
+
+_READ_STREAM = f"""
+SELECT {_COLUMNS} FROM events
+ WHERE stream_id = $1 AND version >= $2
+ ORDER BY version
+"""
+
+# Commit order. An identity value is drawn when a row is inserted but becomes
+# visible when its transaction commits, so positions commit out of order: a
+# reader that only remembers "the highest position seen" skips, forever, a
+# transaction that drew a lower position and committed later. Instead, read only
+# rows written by transactions older than the oldest transaction still running
+# (`pg_snapshot_xmin` of our snapshot): every such transaction has finished, so
+# no row can ever appear below that horizon again. Ordered by (transaction_id,
+# global_position), that prefix only grows, and a checkpoint of that pair is
+# exact. Writers never wait; a reader waits at most for the oldest open
+# transaction (bounded by idle_in_transaction_session_timeout). A gap is never
+# skipped on a timer.
+_READ_ALL = f"""
+SELECT {_COLUMNS} FROM events
+ WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
+   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY transaction_id, global_position
+ LIMIT $3
+"""
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Set up a connection for the store: `jsonb` travels as raw JSON bytes.
+
+    Use it as the pool's `init` so msgspec decodes payloads without an
+    intermediate `str` or `dict`.
+    """
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_jsonb_encode,
+        decoder=_jsonb_decode,
+        format="binary",
+    )
+
+
+def _jsonb_encode(value: bytes | str) -> bytes:
+    # The binary jsonb format is a version byte (1) followed by the JSON text.
+    return b"\x01" + (value.encode() if isinstance(value, str) else value)
+
+
+def _jsonb_decode(value: bytes) -> bytes:
+    return value[1:]
+
+
+def _to_recorded(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        stream_id=row["stream_id"],
+        version=row["version"],
+        global_position=row["global_position"],
+        transaction_id=row["transaction_id"],
+        event_id=row["event_id"],
+        schema_version=row["schema_version"],
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+        event=codec.decode(row["type"], row["schema_version"], row["data"]),
+        metadata=_metadata_decoder.decode(row["metadata"]),
+    )
+
+
+def checkpoint_of(event: RecordedEvent) -> Checkpoint:
+    """The commit-order checkpoint just after an event."""
+    return Checkpoint(event.transaction_id, event.global_position)
+
+
+class EventStore:
+    """Append-only streams of events in PostgreSQL.
+
+    Args:
+        pool: an asyncpg pool whose connections were set up by `init_connection`.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int | None,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[int]:
+        """Append events to a stream atomically; return their global positions.
+
+        Args:
+            stream_id: the stream, e.g. `run-wftestrun_x`.
+            events: the events, in order; at least one.
+            expected_version: the stream's current version (0: it must not exist
+                yet), or None to append at the end whatever it is.
+            conn: a connection inside the caller's transaction, so that the
+                append and the caller's other writes (the inline projection)
+                commit or roll back together. Without it the store uses a
+                connection of its pool and its own transaction.
+
+        Raises:
+            ConcurrencyError: the stream is not at `expected_version`.
+            IdempotencyConflictError: some of the event ids are stored already,
+                but not exactly these events of this stream.
+
+        Appending events whose ids are already stored, in this stream, returns
+        their original positions and writes nothing: a retried request creates
+        nothing twice.
+        """
+        if not events:
+            msg = "append needs at least one event"
+            raise ValueError(msg)
+        args = _append_args(stream_id, events, expected_version)
+        if conn is not None:
+            return await self._append(conn, stream_id, expected_version, args)
+        async with self.pool.acquire() as own:
+            try:
+                return await self._append(own, stream_id, expected_version, args)
+            except ConcurrencyError:
+                # A concurrent append of these very events may have won the
+                # race: the retry answers their positions, or fails again.
+                if not await _any_stored(own, events):
+                    raise
+                return await self._append(own, stream_id, expected_version, args)
+
+    async def _append(
+        self,
+        conn: asyncpg.Connection,
+        stream_id: str,
+        expected_version: int | None,
+        args: tuple[Any, ...],
+    ) -> list[int]:
+        try:
+            rows = await conn.fetch(_APPEND, *args)
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name in ("events_stream_version_key", "events_event_id_key"):
+                raise ConcurrencyError(stream_id, expected_version, str(error)) from error
+            raise
+        except asyncpg.PostgresError as error:
+            translated = _translate(error, stream_id, expected_version)
+            if translated is None:
+                raise
+            raise translated from error
+        return [row["global_position"] for row in rows]
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int = 0,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[RecordedEvent]:
+        """The events of one stream with `version >= from_version`, in version order."""
+        if conn is not None:
+            rows = await conn.fetch(_READ_STREAM, stream_id, from_version)
+        else:
+            rows = await self.pool.fetch(_READ_STREAM, stream_id, from_version)
+        return [_to_recorded(row) for row in rows]
+
+    async def read_all(
+        self,
+        after: Checkpoint = ORIGIN,
+        limit: int = 1000,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[RecordedEvent]:
+        """Up to `limit` committed events after a checkpoint, in commit order.
+
+        Feed the checkpoint of the last event returned (`checkpoint_of`) to the
+        next call. An empty list means: nothing more is committed *and final*
+        yet; poll again later (or after a NOTIFY on channel `events`). An event
+        is returned once every transaction older than it has finished, so the
+        sequence never changes behind a checkpoint.
+        """
+        if conn is not None:
+            rows = await conn.fetch(_READ_ALL, after[0], after[1], limit)
+        else:
+            rows = await self.pool.fetch(_READ_ALL, after[0], after[1], limit)
+        return [_to_recorded(row) for row in rows]
+
+    async def iterate_all(
+        self, after: Checkpoint = ORIGIN, page_size: int = 1000
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event after a checkpoint that is final now, in commit order, page by page."""
+        while True:
+            page = await self.read_all(after, page_size)
+            for event in page:
+                yield event
+            if len(page) < page_size:
+                return
+            after = checkpoint_of(page[-1])
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version (0 when it does not exist)."""
+        version = await self.pool.fetchval(
+            "SELECT version FROM streams WHERE stream_id = $1", stream_id
+        )
+        return int(version or 0)
+
+
+def _append_args(
+    stream_id: str, events: Sequence[NewEvent], expected_version: int | None
+) -> tuple[Any, ...]:
+    types: list[str] = []
+    versions: list[int] = []
+    data: list[bytes] = []
+    for new in events:
+        event_type, schema_version, payload = codec.encode(new.event)
+        types.append(event_type)
+        versions.append(schema_version)
+        data.append(payload)
+    return (
+        stream_id,
+        expected_version,
+        [new.event_id for new in events],
+        types,
+        versions,
+        data,
+        [_metadata_encoder.encode(new.metadata) for new in events],
+        [new.occurred_at for new in events],
+    )
+
+
+async def _any_stored(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> bool:
+    found = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY ($1::uuid[]))",
+        [new.event_id for new in events],
+    )
+    return bool(found)
+
+
+def _translate(
+    error: asyncpg.PostgresError, stream_id: str, expected_version: int | None
+) -> Exception | None:
+    sqlstate = getattr(error, "sqlstate", None)
+    message = getattr(error, "message", str(error))
+    if sqlstate == WRONG_EXPECTED_VERSION:
+        return ConcurrencyError(stream_id, expected_version, message)
+    if sqlstate == IDEMPOTENCY_CONFLICT:
+        return IdempotencyConflictError(message)
+    if sqlstate == APPEND_ONLY:
+        return AppendOnlyError(message)
+    return None

@@ -1,0 +1,238 @@
+"""The events of a test run's stream (`run-<run_id>`).
+
+Events are data: frozen, keyword-only msgspec structs, tagged by a stable
+string (`"test.passed"`) that is stored in the `type` column and never changes.
+Schema evolution rules: a new field gets a default; a field never changes type
+or meaning. A change of meaning is a new `schema_version` plus an upcaster in
+`events.codec` that rewrites the older payloads on read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (events and resources never hold naive times)."""
+    return datetime.now(UTC)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event: the tag is the stable type name."""
+
+    schema_version: ClassVar[int] = 1
+    __test__: ClassVar[bool] = False  # names like TestStarted are not pytest classes
+
+
+class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who and what caused an event. `actor` is an API key's id, never the key."""
+
+    request_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    actor: str | None = None
+
+
+class Trigger(msgspec.Struct, frozen=True, kw_only=True):
+    """What started a run."""
+
+    type: Literal["manual", "api", "schedule", "webhook", "email", "custom", "restart"] = "api"
+
+
+class Scope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Which saved tests a run selected."""
+
+    type: Literal["workflow", "single", "block"]
+    test_id: str | None = None
+    block_id: str | None = None
+
+
+class TestSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything one test of a run tests, frozen when the run was created."""
+
+    __test__: ClassVar[bool] = False
+
+    result_id: str
+    test_id: str
+    test_name: str | None = None
+    block_id: str
+    block_type: str
+    block_config: dict[str, Any]
+    handle_inputs: dict[str, Any]
+    assertion: dict[str, Any]
+    handle_inputs_fingerprint: str
+    block_config_fingerprint: str
+    validity_fingerprint: str
+    execution_fingerprint: str
+
+
+class AssertionFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """Why an assertion did not pass: a stable code, a message, and context."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class AssertionResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The evaluation of a test's assertion against the block's outputs."""
+
+    assertion_id: str
+    condition_kind: str
+    outcome: Literal["passed", "failed", "blocked"]
+    actual_value: Any = None
+    expected_value: Any = None
+    score: float | None = None
+    threshold: float | None = None
+    metric_kind: str | None = None
+    assertion_label: str | None = None
+    failure: AssertionFailure | None = None
+
+
+class RunCreated(Event, tag="run.created", kw_only=True):
+    """A run was accepted: the snapshot of every test it will execute."""
+
+    run_id: str
+    organisation_id: str
+    workflow_id: str
+    workflow_version_id: str
+    workflow_draft_fingerprint: str
+    trigger: Trigger = Trigger()
+    scope: Scope
+    tests: list[TestSnapshot]
+    validity_fingerprint: str
+    input_fingerprint: str
+    engine_fingerprint: str
+
+
+class RunQueued(Event, tag="run.queued", kw_only=True):
+    """The run's tests were handed to the work queue."""
+
+
+class TestStarted(Event, tag="test.started", kw_only=True):
+    """A runner claimed a test and began an attempt."""
+
+    result_id: str
+    test_id: str
+    attempt: int = 1
+    worker: str = ""
+
+
+class _TestOutcome(Event, kw_only=True):
+    result_id: str
+    test_id: str
+    handle_outputs: dict[str, Any] | None = None
+    assertion_result: AssertionResult | None = None
+    warnings: list[str] = msgspec.field(default_factory=list)
+    duration_ms: int | None = None
+
+
+class TestPassed(_TestOutcome, tag="test.passed", kw_only=True):
+    """The test executed and its assertion held."""
+
+
+class TestFailed(_TestOutcome, tag="test.failed", kw_only=True):
+    """The test executed and its assertion did not hold."""
+
+
+class TestBlocked(_TestOutcome, tag="test.blocked", kw_only=True):
+    """The assertion could not be evaluated (the block failed, a bad path, ...)."""
+
+
+class TestErrored(Event, tag="test.errored", kw_only=True):
+    """Infrastructure failed the test, after every retry."""
+
+    result_id: str
+    test_id: str
+    message: str
+    attempts: int = 1
+    details: dict[str, Any] | None = None
+
+
+class RunCompleted(Event, tag="run.completed", kw_only=True):
+    """Every test of the run reached a terminal state."""
+
+
+class RunCancelled(Event, tag="run.cancelled", kw_only=True):
+    """The run was cancelled: no further test starts."""
+
+    reason: str | None = None
+
+
+class RunErrored(Event, tag="run.errored", kw_only=True):
+    """The run itself could not proceed."""
+
+    message: str
+    details: dict[str, Any] | None = None
+
+
+RunEvent = (
+    RunCreated
+    | RunQueued
+    | TestStarted
+    | TestPassed
+    | TestFailed
+    | TestBlocked
+    | TestErrored
+    | RunCompleted
+    | RunCancelled
+    | RunErrored
+)
+
+TestOutcome = TestPassed | TestFailed | TestBlocked
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (
+        RunCreated,
+        RunQueued,
+        TestStarted,
+        TestPassed,
+        TestFailed,
+        TestBlocked,
+        TestErrored,
+        RunCompleted,
+        RunCancelled,
+        RunErrored,
+    )
+}
+
+
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event about to be appended, with its envelope."""
+
+    event: RunEvent
+    metadata: Metadata = Metadata()
+    event_id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+    occurred_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored event with its envelope and its place in the stream and the store."""
+
+    stream_id: str
+    version: int
+    global_position: int
+    transaction_id: int
+    event_id: uuid.UUID
+    schema_version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    event: RunEvent
+    metadata: Metadata
+
+    @property
+    def type(self) -> str:
+        """The event's stable type tag."""
+        return type_of(self.event)
+
+
+def type_of(event: Event) -> str:
+    """The stable type tag of an event."""
+    tag = type(event).__struct_config__.tag
+    assert isinstance(tag, str)  # noqa: S101  (every concrete event has a string tag)
+    return tag

@@ -1,0 +1,1 @@
+"""The HTTP service: configuration, routes, handlers, commands, registry."""
