@@ -70,7 +70,8 @@ def decode(event_type: str, schema_version: int, data: bytes | str) -> RunEvent:
     """
     current = current_schema_version(event_type)
     if schema_version == current:
-        return _DECODER.decode(data)
+        decoded: RunEvent = _DECODER.decode(data)
+        return decoded
     payload: dict[str, Any] = msgspec.json.decode(data)
     for version in range(schema_version, current):
         step = _UPCASTERS.get((event_type, version))
@@ -79,4 +80,5 @@ def decode(event_type: str, schema_version: int, data: bytes | str) -> RunEvent:
             raise UnknownEventTypeError(msg)
         payload = step(payload)
     payload["type"] = event_type
-    return msgspec.convert(payload, RunEvent)
+    converted: RunEvent = msgspec.convert(payload, RunEvent)
+    return converted

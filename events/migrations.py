@@ -72,13 +72,16 @@ async def migrate(conn: asyncpg.Connection, migrations: Sequence[Migration]) -> 
         await conn.execute(_CREATE_TABLE)
         recorded = {
             (row["component"], row["version"]): row["checksum"]
-            for row in await conn.fetch("SELECT component, version, checksum FROM schema_migrations")
+            for row in await conn.fetch(
+                "SELECT component, version, checksum FROM schema_migrations"
+            )
         }
         for migration in migrations:
             key = (migration.component, migration.version)
             if key in recorded:
                 if recorded[key] != migration.checksum:
-                    msg = f"migration {migration.component}/{migration.name} changed after it was applied"
+                    name = f"{migration.component}/{migration.name}"
+                    msg = f"migration {name} changed after it was applied"
                     raise MigrationError(msg)
                 continue
             async with conn.transaction():

@@ -94,7 +94,8 @@ def _jsonb_decode(value: bytes) -> bytes:
     return value[1:]
 
 
-def _to_recorded(row: asyncpg.Record) -> RecordedEvent:
+def row_to_event(row: asyncpg.Record) -> RecordedEvent:
+    """A stored event row (the store's column list) as a typed, upcasted event."""
     return RecordedEvent(
         stream_id=row["stream_id"],
         version=row["version"],
@@ -197,11 +198,7 @@ class EventStore:
         conn: asyncpg.Connection | None = None,
     ) -> list[RecordedEvent]:
         """The events of one stream with `version >= from_version`, in version order."""
-        if conn is not None:
-            rows = await conn.fetch(_READ_STREAM, stream_id, from_version)
-        else:
-            rows = await self.pool.fetch(_READ_STREAM, stream_id, from_version)
-        return [_to_recorded(row) for row in rows]
+        return await fetch_stream(conn or self.pool, stream_id, from_version)
 
     async def read_all(
         self,
@@ -222,7 +219,7 @@ class EventStore:
             rows = await conn.fetch(_READ_ALL, after[0], after[1], limit)
         else:
             rows = await self.pool.fetch(_READ_ALL, after[0], after[1], limit)
-        return [_to_recorded(row) for row in rows]
+        return [row_to_event(row) for row in rows]
 
     async def iterate_all(
         self, after: Checkpoint = ORIGIN, page_size: int = 1000
@@ -242,6 +239,14 @@ class EventStore:
             "SELECT version FROM streams WHERE stream_id = $1", stream_id
         )
         return int(version or 0)
+
+
+async def fetch_stream(
+    conn: asyncpg.Connection | asyncpg.Pool, stream_id: str, from_version: int = 0
+) -> list[RecordedEvent]:
+    """`EventStore.read_stream` on a given connection (for callers inside a transaction)."""
+    rows = await conn.fetch(_READ_STREAM, stream_id, from_version)
+    return [row_to_event(row) for row in rows]
 
 
 def _append_args(

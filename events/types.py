@@ -93,7 +93,7 @@ class AssertionResult(msgspec.Struct, frozen=True, kw_only=True):
     failure: AssertionFailure | None = None
 
 
-class RunCreated(Event, tag="run.created", kw_only=True):
+class RunCreated(Event, tag="run.created", kw_only=True, frozen=True):
     """A run was accepted: the snapshot of every test it will execute."""
 
     run_id: str
@@ -109,11 +109,11 @@ class RunCreated(Event, tag="run.created", kw_only=True):
     engine_fingerprint: str
 
 
-class RunQueued(Event, tag="run.queued", kw_only=True):
+class RunQueued(Event, tag="run.queued", kw_only=True, frozen=True):
     """The run's tests were handed to the work queue."""
 
 
-class TestStarted(Event, tag="test.started", kw_only=True):
+class TestStarted(Event, tag="test.started", kw_only=True, frozen=True):
     """A runner claimed a test and began an attempt."""
 
     result_id: str
@@ -122,7 +122,7 @@ class TestStarted(Event, tag="test.started", kw_only=True):
     worker: str = ""
 
 
-class _TestOutcome(Event, kw_only=True):
+class _TestOutcome(Event, kw_only=True, frozen=True):
     result_id: str
     test_id: str
     handle_outputs: dict[str, Any] | None = None
@@ -131,19 +131,19 @@ class _TestOutcome(Event, kw_only=True):
     duration_ms: int | None = None
 
 
-class TestPassed(_TestOutcome, tag="test.passed", kw_only=True):
+class TestPassed(_TestOutcome, tag="test.passed", kw_only=True, frozen=True):
     """The test executed and its assertion held."""
 
 
-class TestFailed(_TestOutcome, tag="test.failed", kw_only=True):
+class TestFailed(_TestOutcome, tag="test.failed", kw_only=True, frozen=True):
     """The test executed and its assertion did not hold."""
 
 
-class TestBlocked(_TestOutcome, tag="test.blocked", kw_only=True):
+class TestBlocked(_TestOutcome, tag="test.blocked", kw_only=True, frozen=True):
     """The assertion could not be evaluated (the block failed, a bad path, ...)."""
 
 
-class TestErrored(Event, tag="test.errored", kw_only=True):
+class TestErrored(Event, tag="test.errored", kw_only=True, frozen=True):
     """Infrastructure failed the test, after every retry."""
 
     result_id: str
@@ -153,17 +153,17 @@ class TestErrored(Event, tag="test.errored", kw_only=True):
     details: dict[str, Any] | None = None
 
 
-class RunCompleted(Event, tag="run.completed", kw_only=True):
+class RunCompleted(Event, tag="run.completed", kw_only=True, frozen=True):
     """Every test of the run reached a terminal state."""
 
 
-class RunCancelled(Event, tag="run.cancelled", kw_only=True):
+class RunCancelled(Event, tag="run.cancelled", kw_only=True, frozen=True):
     """The run was cancelled: no further test starts."""
 
     reason: str | None = None
 
 
-class RunErrored(Event, tag="run.errored", kw_only=True):
+class RunErrored(Event, tag="run.errored", kw_only=True, frozen=True):
     """The run itself could not proceed."""
 
     message: str

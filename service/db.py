@@ -40,7 +40,9 @@ async def migrate(dsn: str) -> list[str]:
     return applied
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, **kwargs: Any
+) -> asyncpg.Pool:
     """A pool whose connections speak the event store's codecs."""
     pool = await asyncpg.create_pool(
         dsn,
@@ -59,10 +61,10 @@ def start_embedded(data_dir: Path) -> str:
 
     The server keeps running for as long as a process uses it.
     """
-    import pgserver  # noqa: PLC0415  (only needed when DATABASE_URL is unset)
+    from pgserver import get_server  # type: ignore[attr-defined]  # noqa: PLC0415
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    server = get_server(data_dir, cleanup_mode=None)
     uri = server.get_uri()
     assert isinstance(uri, str)  # noqa: S101
     log.info("embedded_postgres_started", data_dir=str(data_dir))

@@ -1,0 +1,177 @@
+"""The inline projection: read-model rows written in the append's transaction.
+
+`test_runs` holds one row per run and `test_results` one per test of a run; each
+row holds the rendered resource and the stream version it reflects. Applying
+events whose version the row already reflects changes nothing, so a replayed
+or retried projection is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from events.types import RecordedEvent, RunCreated
+from projections.fold import RunView, results_needed, step
+from projections.resources import WorkflowTestResult, WorkflowTestRun
+
+_encode = msgspec.json.Encoder().encode
+_decode_run = msgspec.json.Decoder(WorkflowTestRun).decode
+_decode_result = msgspec.json.Decoder(WorkflowTestResult).decode
+
+RUN_COLUMNS = (
+    "id",
+    "organisation_id",
+    "workflow_id",
+    "test_id",
+    "target_block_id",
+    "status",
+    "trigger_type",
+    "created_at",
+    "version",
+    "resource",
+)
+RESULT_COLUMNS = (
+    "id",
+    "run_id",
+    "organisation_id",
+    "test_id",
+    "block_id",
+    "position",
+    "status",
+    "version",
+    "validity_fingerprint",
+    "resource",
+)
+
+_UPSERT_RUN = """
+INSERT INTO test_runs (id, organisation_id, workflow_id, test_id, target_block_id, status,
+                       trigger_type, created_at, version, resource)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (id) DO UPDATE
+   SET status = EXCLUDED.status, version = EXCLUDED.version, resource = EXCLUDED.resource
+"""
+
+_UPSERT_RESULTS = """
+INSERT INTO test_results (id, run_id, organisation_id, test_id, block_id, position, status,
+                          version, validity_fingerprint, resource)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::integer[], $7::text[], $8::bigint[], $9::text[], $10::jsonb[])
+ON CONFLICT (id) DO UPDATE
+   SET status = EXCLUDED.status, version = EXCLUDED.version, resource = EXCLUDED.resource
+"""
+
+
+def run_row(organisation_id: str, run: WorkflowTestRun, version: int) -> tuple[Any, ...]:
+    """The `test_runs` row of a run, in RUN_COLUMNS order."""
+    return (
+        run.id,
+        organisation_id,
+        run.workflow_id,
+        run.test_id,
+        run.target.block_id if run.target is not None else None,
+        run.lifecycle.__struct_config__.tag,
+        run.trigger.type,
+        run.timing.created_at,
+        version,
+        _encode(run),
+    )
+
+
+def result_row(
+    organisation_id: str,
+    result: WorkflowTestResult,
+    version: int,
+    position: int,
+    validity_fingerprint: str,
+) -> tuple[Any, ...]:
+    """The `test_results` row of a result, in RESULT_COLUMNS order."""
+    return (
+        result.id,
+        result.workflow_test_run_id,
+        organisation_id,
+        result.test_id,
+        result.block_id,
+        position,
+        result.lifecycle.__struct_config__.tag,
+        version,
+        validity_fingerprint,
+        _encode(result),
+    )
+
+
+async def load(
+    conn: asyncpg.Connection, run_id: str, result_ids: set[str] | None = None
+) -> tuple[str, RunView] | None:
+    """The stored run (with the results asked for, all when None) and its organisation."""
+    row = await conn.fetchrow(
+        "SELECT organisation_id, version, resource FROM test_runs WHERE id = $1", run_id
+    )
+    if row is None:
+        return None
+    if result_ids is None:
+        rows = await conn.fetch("SELECT resource FROM test_results WHERE run_id = $1", run_id)
+    elif result_ids:
+        rows = await conn.fetch(
+            "SELECT resource FROM test_results WHERE run_id = $1 AND id = ANY ($2::text[])",
+            run_id,
+            list(result_ids),
+        )
+    else:
+        rows = []
+    results = {r.id: r for r in (_decode_result(row["resource"]) for row in rows)}
+    view = RunView(run=_decode_run(row["resource"]), results=results, version=row["version"])
+    return row["organisation_id"], view
+
+
+async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> WorkflowTestRun:
+    """Project freshly appended events of one run stream; return the run as it now is.
+
+    Call it in the transaction that appended the events.
+    """
+    first = events[0]
+    if isinstance(first.event, RunCreated):
+        organisation_id = first.event.organisation_id
+        run: WorkflowTestRun | None = None
+        results: dict[str, WorkflowTestResult] = {}
+        version = 0
+    else:
+        loaded = await load(conn, _run_id(first.stream_id), results_needed(events))
+        if loaded is None:
+            msg = f"no read model for {first.stream_id}"
+            raise LookupError(msg)
+        organisation_id, view = loaded
+        run, results, version = view.run, dict(view.results), view.version
+    positions: dict[str, tuple[int, str]] = {}
+    changed: dict[str, tuple[WorkflowTestResult, int]] = {}
+    for event in events:
+        if event.version <= version:
+            continue  # already reflected
+        if isinstance(event.event, RunCreated):
+            positions = {
+                test.result_id: (index, test.validity_fingerprint)
+                for index, test in enumerate(event.event.tests)
+            }
+        run, touched = step(run, results, event)
+        for result in touched:
+            results[result.id] = result
+            changed[result.id] = (result, event.version)
+        version = event.version
+    if run is None:
+        msg = f"{first.stream_id}: nothing to project"
+        raise LookupError(msg)
+    await conn.execute(_UPSERT_RUN, *run_row(organisation_id, run, version))
+    if changed:
+        rows = [
+            result_row(organisation_id, result, at, *positions.get(result.id, (0, "")))
+            for result, at in changed.values()
+        ]
+        await conn.execute(_UPSERT_RESULTS, *(list(column) for column in zip(*rows, strict=True)))
+    return run
+
+
+def _run_id(stream_id: str) -> str:
+    return stream_id.removeprefix("run-")

@@ -1,0 +1,231 @@
+"""Rebuild every read model from the events, into new tables, swapped in at once.
+
+1. In one REPEATABLE READ snapshot, stream every event ordered by stream and
+   version, fold each run, and COPY its rows into fresh tables created from
+   `projections/sql/read_models.sql` in a side schema.
+2. In the swap transaction, lock `streams` against appenders (an append updates
+   its stream's row, so it holds ROW EXCLUSIVE there until it commits: our
+   SHARE ROW EXCLUSIVE waits for appends in flight and holds off new ones).
+   Now no event can be in flight, so the events the snapshot did not see are
+   exactly those its snapshot marks invisible: re-fold those streams.
+3. Optionally compare the new rows with the current ones, then move the old
+   tables out and the new ones in, in that same transaction.
+
+Writers are held only during step 2-3, which touches only the streams written
+since the snapshot. Readers see the old tables until the commit, then the new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from events.store import fetch_stream, row_to_event
+from events.types import RecordedEvent, RunCreated
+from projections.fold import step
+from projections.readmodel import RESULT_COLUMNS, RUN_COLUMNS, result_row, run_row
+from projections.resources import WorkflowTestResult, WorkflowTestRun
+
+TABLES = ("test_runs", "test_results")
+_BATCH = 2000
+
+_ALL_EVENTS = """
+SELECT stream_id, version, global_position, transaction_id, event_id, type, schema_version,
+       data, metadata, occurred_at, recorded_at
+  FROM events ORDER BY stream_id, version
+"""
+
+_UNSEEN_STREAMS = """
+SELECT DISTINCT stream_id FROM events
+ WHERE transaction_id >= pg_snapshot_xmin($1::pg_snapshot)
+   AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)
+"""
+
+
+@dataclass
+class RebuildReport:
+    """What a rebuild did."""
+
+    events: int = 0
+    streams: int = 0
+    caught_up_streams: int = 0
+    seconds: float = 0.0
+    differences: dict[str, int] = field(default_factory=dict)
+    swapped: bool = False
+
+    @property
+    def events_per_second(self) -> float:
+        """Throughput of the whole rebuild."""
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+class VerificationError(RuntimeError):
+    """The rebuilt rows differ from the current ones; nothing was swapped."""
+
+    def __init__(self, report: RebuildReport) -> None:
+        super().__init__(f"rebuilt read models differ: {report.differences}")
+        self.report = report
+
+
+def declared_schema() -> str:
+    """The DDL of every read model, with unqualified names."""
+    return (resources.files("projections") / "sql" / "read_models.sql").read_text("utf-8")
+
+
+def rows_of_stream(
+    events: Iterable[RecordedEvent],
+) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]] | None:
+    """Fold one run's stream into its `test_runs` row and `test_results` rows."""
+    run: WorkflowTestRun | None = None
+    results: dict[str, WorkflowTestResult] = {}
+    organisation_id = ""
+    placement: dict[str, tuple[int, str]] = {}
+    result_versions: dict[str, int] = {}
+    version = 0
+    for event in events:
+        if isinstance(event.event, RunCreated):
+            organisation_id = event.event.organisation_id
+            placement = {
+                test.result_id: (index, test.validity_fingerprint)
+                for index, test in enumerate(event.event.tests)
+            }
+        run, touched = step(run, results, event)
+        for result in touched:
+            results[result.id] = result
+            result_versions[result.id] = event.version
+        version = event.version
+    if run is None:
+        return None
+    result_rows = [
+        result_row(organisation_id, result, result_versions[rid], *placement[rid])
+        for rid, result in results.items()
+    ]
+    return run_row(organisation_id, run, version), result_rows
+
+
+async def _streams(cursor: AsyncIterator[asyncpg.Record]) -> AsyncIterator[list[RecordedEvent]]:
+    """Group an ordered event cursor into one list per stream."""
+    current: list[RecordedEvent] = []
+    async for row in cursor:
+        event = row_to_event(row)
+        if current and current[0].stream_id != event.stream_id:
+            yield current
+            current = []
+        current.append(event)
+    if current:
+        yield current
+
+
+async def rebuild(
+    pool: asyncpg.Pool,
+    *,
+    verify: bool = False,
+    on_progress: Callable[[int], object] | None = None,
+    on_total: Callable[[int], object] | None = None,
+) -> RebuildReport:
+    """Rebuild `test_runs` and `test_results` from the events and swap them in.
+
+    Args:
+        pool: the service's pool.
+        verify: compare the rebuilt rows with the current ones first; on any
+            difference raise VerificationError and swap nothing.
+        on_progress: called with the number of events folded since the last call.
+        on_total: called once with the number of events to fold.
+    """
+    report = RebuildReport()
+    started = time.perf_counter()
+    stamp = f"{int(time.time() * 1000)}"
+    side, retired = f"rebuild_{stamp}", f"retired_{stamp}"
+    async with pool.acquire() as reader, pool.acquire() as writer:
+        live = await writer.fetchval("SELECT current_schema()")
+        await writer.execute(f"CREATE SCHEMA {side}")
+        try:
+            await writer.execute(f"SET search_path TO {side}")
+            await writer.execute(declared_schema())
+            await writer.execute("RESET search_path")
+            async with reader.transaction(isolation="repeatable_read", readonly=True):
+                snapshot = await reader.fetchval("SELECT pg_current_snapshot()::text")
+                if on_total is not None:
+                    on_total(await reader.fetchval("SELECT count(*) FROM events"))
+                runs: list[tuple[Any, ...]] = []
+                results: list[tuple[Any, ...]] = []
+                async for stream in _streams(reader.cursor(_ALL_EVENTS, prefetch=_BATCH)):
+                    rows = rows_of_stream(stream)
+                    report.events += len(stream)
+                    report.streams += 1
+                    if rows is not None:
+                        runs.append(rows[0])
+                        results.extend(rows[1])
+                    if len(runs) + len(results) >= _BATCH:
+                        await _copy(writer, side, runs, results)
+                        runs, results = [], []
+                    if on_progress is not None:
+                        on_progress(len(stream))
+                await _copy(writer, side, runs, results)
+            async with writer.transaction():
+                await writer.execute(f"LOCK TABLE {live}.streams IN SHARE ROW EXCLUSIVE MODE")
+                report.caught_up_streams = await _catch_up(writer, side, snapshot)
+                if verify:
+                    report.differences = await _differences(writer, live, side)
+                    if any(report.differences.values()):
+                        raise VerificationError(report)
+                await writer.execute(f"CREATE SCHEMA {retired}")
+                for table in TABLES:
+                    await writer.execute(f"ALTER TABLE {live}.{table} SET SCHEMA {retired}")
+                    await writer.execute(f"ALTER TABLE {side}.{table} SET SCHEMA {live}")
+                await writer.execute(f"DROP SCHEMA {retired} CASCADE")
+                report.swapped = True
+        finally:
+            await writer.execute(f"DROP SCHEMA IF EXISTS {side} CASCADE")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _copy(
+    conn: asyncpg.Connection,
+    schema: str,
+    runs: list[tuple[Any, ...]],
+    results: list[tuple[Any, ...]],
+) -> None:
+    if runs:
+        await conn.copy_records_to_table(
+            "test_runs", records=runs, columns=RUN_COLUMNS, schema_name=schema
+        )
+    if results:
+        await conn.copy_records_to_table(
+            "test_results", records=results, columns=RESULT_COLUMNS, schema_name=schema
+        )
+
+
+async def _catch_up(conn: asyncpg.Connection, schema: str, snapshot: str) -> int:
+    """Re-fold, into the side tables, every stream written after the snapshot."""
+    streams = [row["stream_id"] for row in await conn.fetch(_UNSEEN_STREAMS, snapshot)]
+    for stream_id in streams:
+        rows = rows_of_stream(await fetch_stream(conn, stream_id))
+        if rows is None:
+            continue
+        run_id = rows[0][0]
+        await conn.execute(f"DELETE FROM {schema}.test_results WHERE run_id = $1", run_id)
+        await conn.execute(f"DELETE FROM {schema}.test_runs WHERE id = $1", run_id)
+        await _copy(conn, schema, [rows[0]], rows[1])
+    return len(streams)
+
+
+async def _differences(conn: asyncpg.Connection, live: str, side: str) -> dict[str, int]:
+    """Rows present on one side and not the other, per table (0 everywhere = identical)."""
+    found: dict[str, int] = {}
+    for table in TABLES:
+        found[table] = await conn.fetchval(
+            f"""
+            SELECT (SELECT count(*) FROM (SELECT * FROM {live}.{table}
+                                          EXCEPT ALL SELECT * FROM {side}.{table}) a)
+                 + (SELECT count(*) FROM (SELECT * FROM {side}.{table}
+                                          EXCEPT ALL SELECT * FROM {live}.{table}) b)
+            """
+        )
+    return found

@@ -1,0 +1,35 @@
+-- The declared read models. The migration 0001_read_models.sql created these
+-- same tables; scripts/rebuild-projections builds fresh copies from this file in
+-- a side schema and swaps them in. tests/migration checks the two agree.
+
+CREATE TABLE test_runs (
+    id              text PRIMARY KEY,
+    organisation_id text NOT NULL,
+    workflow_id     text NOT NULL,
+    test_id         text,
+    target_block_id text,
+    status          text NOT NULL,
+    trigger_type    text NOT NULL,
+    created_at      timestamptz NOT NULL,
+    version         bigint NOT NULL,
+    resource        jsonb NOT NULL
+);
+
+CREATE INDEX test_runs_list_idx ON test_runs (organisation_id, created_at, id);
+CREATE INDEX test_runs_workflow_idx ON test_runs (organisation_id, workflow_id, created_at, id);
+
+CREATE TABLE test_results (
+    id                       text PRIMARY KEY,
+    run_id                   text NOT NULL,
+    organisation_id          text NOT NULL,
+    test_id                  text NOT NULL,
+    block_id                 text NOT NULL,
+    position                 integer NOT NULL,
+    status                   text NOT NULL,
+    version                  bigint NOT NULL,
+    validity_fingerprint     text NOT NULL,
+    resource                 jsonb NOT NULL
+);
+
+CREATE INDEX test_results_run_idx ON test_results (run_id, position);
+CREATE INDEX test_results_test_idx ON test_results (organisation_id, test_id);

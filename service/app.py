@@ -1,0 +1,26 @@
+"""The aiohttp application: its state, middleware and routes."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from events.store import EventStore
+from service.config import Config
+from service.handlers.common import POOL, STORE
+from service.keys import KeyLookup
+from service.middleware import KEYS, edge
+from service.routes import add_routes
+
+CONFIG = web.AppKey("config", Config)
+
+
+def create_app(pool: asyncpg.Pool, config: Config) -> web.Application:
+    """The application on a migrated database's pool."""
+    app = web.Application(middlewares=[edge], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[POOL] = pool
+    app[STORE] = EventStore(pool)
+    app[KEYS] = KeyLookup(pool)
+    add_routes(app)
+    return app

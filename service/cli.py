@@ -1,0 +1,143 @@
+"""The audit and operations commands behind scripts/replay-run and scripts/rebuild-projections."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import msgspec
+from tqdm import tqdm
+
+from events.store import EventStore
+from projections import readmodel
+from projections.rebuild import RebuildReport, VerificationError, rebuild
+from projections.replay import ReplayStep, replay
+from projections.resources import WorkflowTestRun
+from service import db
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _counts(run: WorkflowTestRun) -> str:
+    c = run.counts
+    return (
+        f"q{c.queued} r{c.running} p{c.passed} f{c.failed} b{c.blocked} e{c.error} c{c.cancelled}"
+    )
+
+
+def _table(steps: list[ReplayStep]) -> str:
+    header = ("ver", "type", "occurred_at", "run status", "counts", "result")
+    rows: list[tuple[str, ...]] = [header]
+    for s in steps:
+        changed = ", ".join(f"{r.id}:{r.lifecycle.__struct_config__.tag}" for r in s.changed[:3])
+        if len(s.changed) > 3:
+            changed += f" (+{len(s.changed) - 3})"
+        rows.append(
+            (
+                str(s.event.version),
+                s.event.type,
+                s.event.occurred_at.isoformat(timespec="milliseconds"),
+                str(s.run.lifecycle.__struct_config__.tag),
+                _counts(s.run),
+                changed,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _json_line(s: ReplayStep) -> bytes:
+    event = s.event
+    line: dict[str, Any] = {
+        "version": event.version,
+        "type": event.type,
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at,
+        "recorded_at": event.recorded_at,
+        "global_position": event.global_position,
+        "data": event.event,
+        "metadata": event.metadata,
+        "state": s.run,
+    }
+    return _encode(line)
+
+
+async def replay_run(dsn: str, run_id: str, *, as_json: bool, verify: bool) -> int:
+    """Print a run's events and the state after each; with verify, compare the read model."""
+    pool = await db.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        events = await EventStore(pool).read_stream(f"run-{run_id}")
+        if not events:
+            print(f"run not found: {run_id}", file=sys.stderr)
+            return 2
+        steps, results = replay(events)
+        if as_json:
+            out = sys.stdout.buffer
+            for s in steps:
+                out.write(_json_line(s) + b"\n")
+            out.flush()
+        else:
+            print(_table(steps))
+        if not verify:
+            return 0
+        async with pool.acquire() as conn:
+            stored = await readmodel.load(conn, run_id)
+        problems: list[str] = []
+        if stored is None:
+            problems.append("no stored read model row")
+        else:
+            _, view = stored
+            if view.version != events[-1].version:
+                problems.append(
+                    f"run row reflects version {view.version}, stream is at {events[-1].version}"
+                )
+            if view.run != steps[-1].run:
+                problems.append("run resource differs from the fold")
+            problems.extend(
+                f"result {rid} differs from the fold"
+                for rid in sorted(set(results) | set(view.results))
+                if results.get(rid) != view.results.get(rid)
+            )
+        for problem in problems:
+            print(f"verify: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print(f"verify: read model matches the fold of {len(events)} events", file=sys.stderr)
+        return 0
+    finally:
+        await pool.close()
+
+
+async def rebuild_projections(dsn: str, *, verify: bool, progress: bool) -> int:
+    """Rebuild every read model; print the events/s reached."""
+    pool = await db.create_pool(dsn, min_size=2, max_size=3)
+    bar = tqdm(unit="ev", unit_scale=True, disable=not progress, file=sys.stderr, desc="rebuild")
+    try:
+        report = await rebuild(
+            pool,
+            verify=verify,
+            on_progress=bar.update,
+            on_total=lambda total: setattr(bar, "total", total),
+        )
+    except VerificationError as error:
+        bar.close()
+        _print_report(error.report)
+        print(f"verify: FAILED, nothing swapped: {error.report.differences}", file=sys.stderr)
+        return 1
+    finally:
+        await pool.close()
+    bar.close()
+    _print_report(report)
+    if verify:
+        print("verify: rebuilt rows equal the current ones", file=sys.stderr)
+    return 0
+
+
+def _print_report(report: RebuildReport) -> None:
+    print(
+        f"rebuilt {report.streams} runs from {report.events} events in {report.seconds:.2f}s"
+        f" ({report.events_per_second:,.0f} events/s); caught up {report.caught_up_streams}"
+        f" streams written meanwhile; swapped: {'yes' if report.swapped else 'no'}"
+    )

@@ -1,0 +1,56 @@
+"""Configuration from environment variables, each with a safe default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The service's settings. `from_env` documents each variable (see README)."""
+
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    bootstrap_api_key: str | None = None
+    log_format: str = "json"
+    log_level: str = "info"
+    data_dir: Path = Path(".data")
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    max_body_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Read the settings from the environment (or a mapping, in tests)."""
+        env = os.environ if env is None else env
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return int(raw)
+            except ValueError as error:
+                msg = f"{name} must be an integer, got {raw!r}"
+                raise SystemExit(msg) from error
+
+        log_format = env.get("LOG_FORMAT", "json")
+        if log_format not in ("json", "console"):
+            msg = f"LOG_FORMAT must be json or console, got {log_format!r}"
+            raise SystemExit(msg)
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            host=env.get("HOST", "127.0.0.1"),
+            port=integer("PORT", 8080),
+            bootstrap_api_key=env.get("BOOTSTRAP_API_KEY") or None,
+            log_format=log_format,
+            log_level=env.get("LOG_LEVEL", "info").lower(),
+            data_dir=Path(env.get("DATA_DIR", ".data")),
+            db_pool_min=integer("DB_POOL_MIN", 2),
+            db_pool_max=integer("DB_POOL_MAX", 10),
+            max_body_bytes=integer("MAX_BODY_BYTES", 1024 * 1024),
+        )

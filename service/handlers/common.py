@@ -1,0 +1,64 @@
+"""What every handler needs: the app's pool and store, body decoding, event metadata."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from events.store import EventStore
+from events.types import Metadata
+from service.errors import ValidationFailedError, from_msgspec, json_response
+from service.middleware import principal
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+STORE = web.AppKey("store", EventStore)
+
+T = TypeVar("T")
+
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+async def decode_body(request: web.Request, body_type: type[T]) -> T:
+    """The request body decoded into `body_type`, or a 422 naming the JSON path."""
+    raw = await request.read()
+    if not raw.strip():
+        raise ValidationFailedError.single(["body"], "Field required", "missing")
+    decoder = _decoders.get(body_type)
+    if decoder is None:
+        decoder = _decoders[body_type] = msgspec.json.Decoder(body_type)
+    try:
+        result: T = decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise from_msgspec(error, "body") from error
+    return result
+
+
+def metadata(request: web.Request) -> Metadata:
+    """Event metadata for a command run by this request: never the key itself."""
+    request_id = request["request_id"]
+    return Metadata(
+        request_id=request_id,
+        correlation_id=request.headers.get("X-Correlation-Id", request_id)[:128],
+        actor=principal(request).api_key_id,
+    )
+
+
+def organisation(request: web.Request) -> str:
+    """The caller's organisation."""
+    return principal(request).organisation_id
+
+
+def required_query(request: web.Request, name: str) -> str:
+    """A required query parameter, or a 422 naming it."""
+    value = request.query.get(name)
+    if not value:
+        raise ValidationFailedError.single(["query", name], "Field required", "missing")
+    return value
+
+
+def page_response(data: list[Any], list_metadata: Any) -> web.Response:
+    """A list page in the SPEC's envelope."""
+    return json_response({"data": data, "list_metadata": list_metadata})

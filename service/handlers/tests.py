@@ -1,0 +1,40 @@
+"""`/v1/workflows/tests`: saved tests."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service import pagination, registry
+from service.errors import json_response
+from service.handlers.common import (
+    POOL,
+    decode_body,
+    organisation,
+    page_response,
+    required_query,
+)
+from service.models import CreateTestRequest
+
+
+async def create_test(request: web.Request) -> web.Response:
+    """`POST /v1/workflows/tests`: 201 WorkflowTest."""
+    body = await decode_body(request, CreateTestRequest)
+    async with request.app[POOL].acquire() as conn:
+        test = await registry.create_test(conn, organisation(request), body)
+    return json_response(test, status=201)
+
+
+async def list_tests(request: web.Request) -> web.Response:
+    """`GET /v1/workflows/tests?workflow_id=`: a page of the workflow's saved tests."""
+    workflow_id = required_query(request, "workflow_id")
+    page = pagination.parse(request.query)
+    pool = request.app[POOL]
+    org = organisation(request)
+    await registry.get_workflow(pool, org, workflow_id)
+    sql, params = registry.TEST_LIST, [org, workflow_id]
+    target_block_id = request.query.get("target_block_id")
+    if target_block_id:
+        sql += " AND block_id = $3"
+        params.append(target_block_id)
+    rows, metadata = await pagination.fetch_page(pool, sql, params, page)
+    return page_response([registry.test_from_row(row) for row in rows], metadata)

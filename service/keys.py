@@ -1,0 +1,112 @@
+"""API keys: stored as SHA-256 hashes only; looked up by hash; bootstrap on first start."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+import asyncpg
+
+from service import ids
+
+_BOOTSTRAP_LOCK = 7_262_011_402
+_CACHE_SECONDS = 10.0
+_CACHE_MAX = 10_000
+
+
+class Principal:
+    """Who is calling: an organisation, through one of its keys."""
+
+    __slots__ = ("api_key_id", "organisation_id")
+
+    def __init__(self, organisation_id: str, api_key_id: str) -> None:
+        self.organisation_id = organisation_id
+        self.api_key_id = api_key_id
+
+
+def new_key() -> str:
+    """A fresh API key (shown once; only its hash is stored)."""
+    return "rtk_" + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> bytes:
+    """The stored form of a key."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+class KeyLookup:
+    """Resolve keys to principals, with a short cache so each request costs no query.
+
+    A revoked key stops working within `_CACHE_SECONDS`.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+
+    async def resolve(self, key: str) -> Principal | None:
+        """The principal of a key, or None when it is unknown or revoked."""
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        row = await self._pool.fetchrow(
+            "SELECT id, organisation_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            digest,
+        )
+        principal = Principal(row["organisation_id"], row["id"]) if row is not None else None
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        self._cache[digest] = (now + _CACHE_SECONDS, principal)
+        return principal
+
+
+async def create_organisation(conn: asyncpg.Connection, name: str) -> str:
+    """A new organisation; returns its id."""
+    organisation_id = ids.new_id(ids.ORGANISATION)
+    await conn.execute(
+        "INSERT INTO organisations (id, name) VALUES ($1, $2)", organisation_id, name
+    )
+    return organisation_id
+
+
+async def store_key(conn: asyncpg.Connection, organisation_id: str, key: str, name: str) -> str:
+    """Record a key (its hash) for an organisation; returns the key's id."""
+    key_id = ids.new_id(ids.API_KEY)
+    await conn.execute(
+        "INSERT INTO api_keys (id, organisation_id, key_hash, name) VALUES ($1, $2, $3, $4)",
+        key_id,
+        organisation_id,
+        hash_key(key),
+        name,
+    )
+    return key_id
+
+
+async def bootstrap(pool: asyncpg.Pool, configured_key: str | None) -> str | None:
+    """Make sure someone can call the API.
+
+    With `configured_key` (BOOTSTRAP_API_KEY): register it, once, for the first
+    organisation (created if there is none). Without: on a database with no key
+    at all, create an organisation and a key and return the key, to be shown once.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+        if configured_key is not None:
+            known = await conn.fetchval(
+                "SELECT 1 FROM api_keys WHERE key_hash = $1", hash_key(configured_key)
+            )
+            if known is None:
+                organisation_id = await conn.fetchval(
+                    "SELECT id FROM organisations ORDER BY created_at, id LIMIT 1"
+                ) or await create_organisation(conn, "default")
+                await store_key(conn, organisation_id, configured_key, "bootstrap")
+            return None
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM api_keys)"):
+            return None
+        organisation_id = await create_organisation(conn, "default")
+        key = new_key()
+        await store_key(conn, organisation_id, key, "bootstrap")
+        return key

@@ -1,0 +1,95 @@
+"""The edge of every request: request id, structured log line, auth, errors as JSON."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from service.errors import ApiError, ValidationFailedError
+from service.keys import KeyLookup, Principal
+
+log = structlog.get_logger("service.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+KEYS = web.AppKey("keys", KeyLookup)
+PRINCIPAL = "principal"
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller of a `/v1` request."""
+    found: Principal = request[PRINCIPAL]
+    return found
+
+
+def _presented_key(request: web.Request) -> str | None:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    api_key = request.headers.get("Api-Key", "").strip()
+    return api_key or None
+
+
+async def _authenticate(request: web.Request) -> None:
+    key = _presented_key(request)
+    if key is None:
+        raise ApiError(
+            401, "unauthorized", "Missing API key: send `Authorization: Bearer <key>` or `Api-Key`"
+        )
+    found = await request.app[KEYS].resolve(key)
+    if found is None:
+        raise ApiError(401, "unauthorized", "Invalid API key")
+    request[PRINCIPAL] = found
+    structlog.contextvars.bind_contextvars(organisation_id=found.organisation_id)
+
+
+@web.middleware
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind the request id, authenticate `/v1`, turn every error into SPEC.md's JSON."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    request["request_id"] = request_id
+    started = time.perf_counter()
+    response: web.StreamResponse
+    try:
+        if request.path == "/v1" or request.path.startswith("/v1/"):
+            await _authenticate(request)
+        response = await handler(request)
+    except (ApiError, ValidationFailedError) as error:
+        response = error.response()
+    except web.HTTPException as error:
+        code = _STATUS_CODES.get(error.status, "http_error")
+        response = ApiError(error.status, code, error.reason).response()
+        if error.status == 405:
+            response.headers["Allow"] = error.headers.get("Allow", "")
+    except Exception:
+        log.exception("unhandled_error", method=request.method, path=request.path)
+        response = ApiError(500, "internal_error", "Internal server error").response()
+    response.headers["X-Request-Id"] = request_id
+    route = request.match_info.route.resource
+    log.info(
+        "request_finished",
+        method=request.method,
+        route=route.canonical if route is not None else request.path,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return response

@@ -1,0 +1,340 @@
+"""Workflows, blocks and saved tests: every SQL call of the registry.
+
+Every query is scoped by the organisation: another organisation's id is
+simply not found.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from events.types import utcnow
+from service import fingerprints, ids
+from service.errors import ApiError, NotFoundError, ValidationFailedError
+from service.models import (
+    AssertionSpec,
+    Block,
+    BlockTarget,
+    CreateBlockRequest,
+    CreateTestRequest,
+    CreateWorkflowRequest,
+    ManualSource,
+    Source,
+    Workflow,
+    WorkflowTest,
+)
+
+_decode_source = msgspec.json.Decoder(Source).decode
+_decode_assertion = msgspec.json.Decoder(AssertionSpec).decode
+_encode = msgspec.json.Encoder().encode
+_to_builtins = msgspec.to_builtins
+
+_WORKFLOW_COLUMNS = "id, name, description, project_id, draft_version_id, created_at, updated_at"
+
+
+def workflow_not_found(workflow_id: str) -> NotFoundError:
+    """The 404 of an unknown workflow."""
+    return NotFoundError("workflow_not_found", f"Workflow not found: {workflow_id}")
+
+
+def _workflow(row: asyncpg.Record) -> Workflow:
+    return Workflow(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        project_id=row["project_id"],
+        draft_version_id=row["draft_version_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def create_workflow(
+    conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, body: CreateWorkflowRequest
+) -> Workflow:
+    """Create a workflow with an empty draft."""
+    now = utcnow()
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO workflows (id, organisation_id, name, description, project_id,
+                               draft_version_id, created_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+        RETURNING {_WORKFLOW_COLUMNS}
+        """,
+        ids.new_id(ids.WORKFLOW),
+        organisation_id,
+        body.name,
+        body.description,
+        body.project_id,
+        ids.new_id(ids.DRAFT),
+        now,
+    )
+    return _workflow(row)
+
+
+async def get_workflow(
+    conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, workflow_id: str
+) -> Workflow:
+    """One workflow of the organisation, or 404."""
+    row = await conn.fetchrow(
+        f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE organisation_id = $1 AND id = $2",
+        organisation_id,
+        workflow_id,
+    )
+    if row is None:
+        raise workflow_not_found(workflow_id)
+    return _workflow(row)
+
+
+WORKFLOW_LIST = f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE organisation_id = $1"
+
+
+def workflow_from_row(row: asyncpg.Record) -> Workflow:
+    """A listed workflow."""
+    return _workflow(row)
+
+
+# Blocks ---------------------------------------------------------------------
+
+_BLOCK_COLUMNS = (
+    "id, workflow_id, type, label, position_x, position_y, width, height, config,"
+    " created_at, updated_at"
+)
+
+
+def _block(row: asyncpg.Record) -> Block:
+    return Block(
+        id=row["id"],
+        workflow_id=row["workflow_id"],
+        type=row["type"],
+        label=row["label"],
+        position_x=row["position_x"],
+        position_y=row["position_y"],
+        width=row["width"],
+        height=row["height"],
+        config=msgspec.json.decode(row["config"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def create_block(
+    conn: asyncpg.Connection, organisation_id: str, body: CreateBlockRequest
+) -> Block:
+    """Add a block to a workflow's draft: a new draft version id."""
+    config = body.config or {}
+    now = utcnow()
+    async with conn.transaction():
+        await _touch_draft(conn, organisation_id, body.workflow_id, now)
+        try:
+            row = await conn.fetchrow(
+                f"""
+                INSERT INTO blocks (organisation_id, id, workflow_id, type, label, position_x,
+                                    position_y, width, height, config, config_fingerprint,
+                                    created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+                RETURNING {_BLOCK_COLUMNS}
+                """,
+                organisation_id,
+                body.id or ids.new_id(ids.BLOCK),
+                body.workflow_id,
+                body.type,
+                body.label,
+                body.position_x,
+                body.position_y,
+                body.width,
+                body.height,
+                _encode(config),
+                fingerprints.block_config(body.type, config),
+                now,
+            )
+        except asyncpg.UniqueViolationError as error:
+            raise ApiError(
+                409, "block_id_conflict", f"Block id already in use: {body.id}"
+            ) from error
+    return _block(row)
+
+
+async def _touch_draft(
+    conn: asyncpg.Connection, organisation_id: str, workflow_id: str, now: datetime
+) -> None:
+    """A change to a workflow's blocks makes a new draft version id."""
+    updated = await conn.fetchval(
+        """
+        UPDATE workflows SET draft_version_id = $3, updated_at = $4
+         WHERE organisation_id = $1 AND id = $2
+        RETURNING id
+        """,
+        organisation_id,
+        workflow_id,
+        ids.new_id(ids.DRAFT),
+        now,
+    )
+    if updated is None:
+        raise workflow_not_found(workflow_id)
+
+
+# Saved tests ----------------------------------------------------------------
+
+_TEST_COLUMNS = "id, workflow_id, block_id, name, source, assertion, created_at, updated_at"
+
+
+def _test(row: asyncpg.Record) -> WorkflowTest:
+    return WorkflowTest(
+        id=row["id"],
+        workflow_id=row["workflow_id"],
+        target=BlockTarget(block_id=row["block_id"]),
+        source=_decode_source(row["source"]),
+        name=row["name"],
+        assertion=_decode_assertion(row["assertion"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def test_from_row(row: asyncpg.Record) -> WorkflowTest:
+    """A listed test."""
+    return _test(row)
+
+
+TEST_LIST = (
+    f"SELECT {_TEST_COLUMNS} FROM workflow_tests WHERE organisation_id = $1 AND workflow_id = $2"
+)
+
+
+def _check_source(source: Source) -> ManualSource:
+    if not isinstance(source, ManualSource):
+        raise ValidationFailedError.single(
+            ["body", "source", "type"],
+            "source type `run_step` is not supported: workflow runs do not exist in this service",
+            "not_supported",
+        )
+    return source
+
+
+async def create_test(
+    conn: asyncpg.Connection, organisation_id: str, body: CreateTestRequest
+) -> WorkflowTest:
+    """Save a test of one block of the workflow."""
+    source = _check_source(body.source)
+    await get_workflow(conn, organisation_id, body.workflow_id)
+    block_workflow = await conn.fetchval(
+        "SELECT workflow_id FROM blocks WHERE organisation_id = $1 AND id = $2",
+        organisation_id,
+        body.target.block_id,
+    )
+    if block_workflow != body.workflow_id:
+        raise NotFoundError("block_not_found", f"Block not found: {body.target.block_id}")
+    assertion = body.assertion
+    if assertion.id is None:
+        assertion = msgspec.structs.replace(assertion, id=ids.new_id(ids.ASSERTION))
+    assertion_json = _to_builtins(assertion)
+    inputs_json = _to_builtins(source.handle_inputs)
+    now = utcnow()
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO workflow_tests (id, organisation_id, workflow_id, block_id, name, source,
+                                    assertion, handle_inputs_fingerprint, validity_fingerprint,
+                                    created_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+        RETURNING {_TEST_COLUMNS}
+        """,
+        ids.new_id(ids.TEST),
+        organisation_id,
+        body.workflow_id,
+        body.target.block_id,
+        body.name,
+        _encode(source),
+        _encode(assertion),
+        fingerprints.handle_inputs(inputs_json),
+        fingerprints.validity(assertion_json),
+        now,
+    )
+    return _test(row)
+
+
+class SelectedTest(msgspec.Struct, frozen=True, kw_only=True):
+    """A saved test joined with its block, as a run snapshots it."""
+
+    test_id: str
+    name: str | None
+    block_id: str
+    block_type: str
+    block_config: dict[str, Any]
+    block_config_fingerprint: str
+    handle_inputs: dict[str, Any]
+    handle_inputs_fingerprint: str
+    assertion: dict[str, Any]
+    validity_fingerprint: str
+
+
+_SELECT_TESTS = """
+SELECT t.id, t.name, t.block_id, t.source, t.assertion, t.handle_inputs_fingerprint,
+       t.validity_fingerprint, b.type, b.config, b.config_fingerprint
+  FROM workflow_tests t
+  JOIN blocks b ON b.organisation_id = t.organisation_id AND b.id = t.block_id
+ WHERE t.organisation_id = $1 AND t.workflow_id = $2
+"""
+
+
+async def select_tests(
+    conn: asyncpg.Connection,
+    organisation_id: str,
+    workflow_id: str,
+    *,
+    test_id: str | None = None,
+    block_id: str | None = None,
+) -> list[SelectedTest]:
+    """The saved tests of a workflow, optionally only one test or one block's, in creation order."""
+    sql, args = _SELECT_TESTS, [organisation_id, workflow_id]
+    if test_id is not None:
+        sql += " AND t.id = $3"
+        args.append(test_id)
+    elif block_id is not None:
+        sql += " AND t.block_id = $3"
+        args.append(block_id)
+    rows = await conn.fetch(sql + " ORDER BY t.created_at, t.id", *args)
+    return [
+        SelectedTest(
+            test_id=row["id"],
+            name=row["name"],
+            block_id=row["block_id"],
+            block_type=row["type"],
+            block_config=msgspec.json.decode(row["config"]),
+            block_config_fingerprint=row["config_fingerprint"],
+            handle_inputs=msgspec.json.decode(row["source"]).get("handle_inputs", {}),
+            handle_inputs_fingerprint=row["handle_inputs_fingerprint"],
+            assertion=msgspec.json.decode(row["assertion"]),
+            validity_fingerprint=row["validity_fingerprint"],
+        )
+        for row in rows
+    ]
+
+
+async def block_in_workflow(
+    conn: asyncpg.Connection, organisation_id: str, workflow_id: str, block_id: str
+) -> bool:
+    """Whether the block exists in this workflow of this organisation."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM blocks WHERE organisation_id = $1 AND id = $2 AND workflow_id = $3",
+        organisation_id,
+        block_id,
+        workflow_id,
+    )
+    return found is not None
+
+
+async def draft_fingerprint(
+    conn: asyncpg.Connection, organisation_id: str, workflow_id: str
+) -> str:
+    """The fingerprint of the workflow's whole draft: every block's config."""
+    rows = await conn.fetch(
+        "SELECT id, config_fingerprint FROM blocks WHERE organisation_id = $1 AND workflow_id = $2",
+        organisation_id,
+        workflow_id,
+    )
+    return fingerprints.combined((row["id"], row["config_fingerprint"]) for row in rows)

@@ -1,0 +1,206 @@
+"""Run commands (decide -> events -> append + inline projection) and run reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+import msgspec
+
+from events.store import EventStore
+from events.types import (
+    Metadata,
+    NewEvent,
+    RecordedEvent,
+    RunCreated,
+    Scope,
+    TestSnapshot,
+    Trigger,
+)
+from projections import readmodel
+from projections.resources import Freshness, WorkflowTestRun
+from service import fingerprints, ids, registry
+from service.errors import NotFoundError, ValidationFailedError
+from service.models import BlockScope, CreateRunRequest, SingleScope
+
+_decode_run = msgspec.json.Decoder(WorkflowTestRun).decode
+
+
+def stream_of(run_id: str) -> str:
+    """The event stream of a run."""
+    return f"run-{run_id}"
+
+
+def run_not_found(run_id: str) -> NotFoundError:
+    """The 404 of an unknown run."""
+    return NotFoundError("run_not_found", f"Workflow test run not found: {run_id}")
+
+
+def recorded(new: NewEvent, stream_id: str, version: int, position: int) -> RecordedEvent:
+    """The just-appended event as the fold sees it, without reading it back."""
+    return RecordedEvent(
+        stream_id=stream_id,
+        version=version,
+        global_position=position,
+        transaction_id=0,
+        event_id=new.event_id,
+        schema_version=type(new.event).schema_version,
+        occurred_at=new.occurred_at,
+        recorded_at=new.occurred_at,
+        event=new.event,
+        metadata=new.metadata,
+    )
+
+
+async def append_and_project(
+    conn: asyncpg.Connection,
+    store: EventStore,
+    stream_id: str,
+    events: Sequence[NewEvent],
+    expected_version: int,
+) -> WorkflowTestRun:
+    """Append events and apply them to the read models, in the caller's transaction."""
+    positions = await store.append(stream_id, events, expected_version, conn=conn)
+    stored = [
+        recorded(new, stream_id, expected_version + index + 1, position)
+        for index, (new, position) in enumerate(zip(events, positions, strict=True))
+    ]
+    return await readmodel.apply(conn, stored)
+
+
+async def create_run(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    *,
+    organisation_id: str,
+    body: CreateRunRequest,
+    metadata: Metadata,
+) -> WorkflowTestRun:
+    """Snapshot the scope's saved tests against the current draft and record `run.created`."""
+    async with pool.acquire() as conn, conn.transaction():
+        workflow = await registry.get_workflow(conn, organisation_id, body.workflow_id)
+        scope = body.scope
+        test_id = scope.test_id if isinstance(scope, SingleScope) else None
+        block_id = scope.block_id if isinstance(scope, BlockScope) else None
+        if block_id is not None and not await registry.block_in_workflow(
+            conn, organisation_id, workflow.id, block_id
+        ):
+            raise NotFoundError("block_not_found", f"Block not found: {block_id}")
+        tests = await registry.select_tests(
+            conn, organisation_id, workflow.id, test_id=test_id, block_id=block_id
+        )
+        if test_id is not None and not tests:
+            raise NotFoundError("test_not_found", f"Workflow test not found: {test_id}")
+        if not tests:
+            raise ValidationFailedError.single(
+                ["body", "scope"],
+                "the scope selects no saved test: create a test first",
+                "no_tests_in_scope",
+            )
+        run_id = ids.new_id(ids.RUN)
+        snapshots = [
+            TestSnapshot(
+                result_id=ids.new_id(ids.RESULT),
+                test_id=test.test_id,
+                test_name=test.name,
+                block_id=test.block_id,
+                block_type=test.block_type,
+                block_config=test.block_config,
+                handle_inputs=test.handle_inputs,
+                assertion=test.assertion,
+                handle_inputs_fingerprint=test.handle_inputs_fingerprint,
+                block_config_fingerprint=test.block_config_fingerprint,
+                validity_fingerprint=test.validity_fingerprint,
+                execution_fingerprint=fingerprints.execution(
+                    test.block_config_fingerprint,
+                    test.handle_inputs_fingerprint,
+                    test.validity_fingerprint,
+                ),
+            )
+            for test in tests
+        ]
+        created = RunCreated(
+            run_id=run_id,
+            organisation_id=organisation_id,
+            workflow_id=workflow.id,
+            workflow_version_id=workflow.draft_version_id,
+            workflow_draft_fingerprint=await registry.draft_fingerprint(
+                conn, organisation_id, workflow.id
+            ),
+            trigger=Trigger(type="api"),
+            scope=Scope(
+                type="single" if test_id else "block" if block_id else "workflow",
+                test_id=test_id,
+                block_id=block_id,
+            ),
+            tests=snapshots,
+            validity_fingerprint=fingerprints.combined(
+                (s.test_id, s.validity_fingerprint) for s in snapshots
+            ),
+            input_fingerprint=fingerprints.combined(
+                (s.test_id, s.handle_inputs_fingerprint) for s in snapshots
+            ),
+            engine_fingerprint=fingerprints.combined(
+                (s.block_id, s.block_config_fingerprint) for s in snapshots
+            ),
+        )
+        return await append_and_project(
+            conn, store, stream_of(run_id), [NewEvent(event=created, metadata=metadata)], 0
+        )
+
+
+# Freshness compares what each test of the run tested with what the current
+# draft would test, at read time, so it is right the moment a block or test changes.
+_GET_RUN = """
+SELECT r.resource, f.engine_changed, f.inputs_changed, f.validity_changed
+  FROM test_runs r
+ CROSS JOIN LATERAL (
+    SELECT coalesce(bool_or(b.id IS NULL
+                            OR b.config_fingerprint <> x.resource->>'block_config_fingerprint'),
+                    false) AS engine_changed,
+           coalesce(bool_or(t.id IS NULL
+                            OR t.handle_inputs_fingerprint
+                               <> x.resource->>'handle_inputs_fingerprint'),
+                    false) AS inputs_changed,
+           coalesce(bool_or(t.id IS NULL OR t.validity_fingerprint <> x.validity_fingerprint),
+                    false) AS validity_changed
+      FROM test_results x
+      LEFT JOIN workflow_tests t ON t.organisation_id = x.organisation_id AND t.id = x.test_id
+      LEFT JOIN blocks b ON b.organisation_id = x.organisation_id AND b.id = x.block_id
+     WHERE x.run_id = r.id
+ ) f
+ WHERE r.id = $1 AND r.organisation_id = $2
+"""
+
+
+async def get_run(
+    conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, run_id: str
+) -> WorkflowTestRun:
+    """One run of the organisation, with its freshness against the current draft; or 404."""
+    row = await conn.fetchrow(_GET_RUN, run_id, organisation_id)
+    if row is None:
+        raise run_not_found(run_id)
+    run = _decode_run(row["resource"])
+    return with_freshness(
+        run, row["engine_changed"], row["inputs_changed"], row["validity_changed"]
+    )
+
+
+def with_freshness(
+    run: WorkflowTestRun, engine_changed: bool, inputs_changed: bool, validity_changed: bool
+) -> WorkflowTestRun:
+    """The run with its freshness status and reasons filled in."""
+    baseline = run.freshness or Freshness(status="unknown", baseline_run_id=run.id)
+    reasons = [
+        reason
+        for reason, changed in (
+            ("engine_changed", engine_changed),
+            ("inputs_changed", inputs_changed),
+            ("validity_changed", validity_changed),
+        )
+        if changed
+    ]
+    freshness = msgspec.structs.replace(
+        baseline, status="stale" if reasons else "fresh", reasons=reasons
+    )
+    return msgspec.structs.replace(run, freshness=freshness)
