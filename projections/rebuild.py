@@ -42,8 +42,8 @@ SELECT stream_id, version, global_position, transaction_id, event_id, type, sche
 
 _UNSEEN_STREAMS = """
 SELECT DISTINCT stream_id FROM events
- WHERE transaction_id >= pg_snapshot_xmin($1::pg_snapshot)
-   AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)
+ WHERE transaction_id >= pg_snapshot_xmin($1::text::pg_snapshot)
+   AND NOT pg_visible_in_snapshot(transaction_id, $1::text::pg_snapshot)
 """
 
 
