@@ -20,6 +20,7 @@ import pytest
 
 from events.store import EventStore
 from service import db
+from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -32,7 +33,7 @@ def _with_database(dsn: str, name: str) -> str:
 async def _answers(dsn: str) -> bool:
     try:
         conn = await asyncpg.connect(dsn, timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()
     return True
@@ -107,3 +108,21 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 def store(pool: asyncpg.Pool) -> EventStore:
     """The event store on the test's database."""
     return EventStore(pool)
+
+
+@pytest.fixture
+async def client(pool: asyncpg.Pool) -> AsyncIterator[ApiClient]:
+    """A client of a live app, as organisation A (OTHER_API_KEY is organisation B)."""
+    from aiohttp.test_utils import TestClient, TestServer  # noqa: PLC0415
+
+    from service import keys  # noqa: PLC0415
+    from service.app import create_app  # noqa: PLC0415
+    from service.config import Config  # noqa: PLC0415
+
+    await keys.bootstrap(pool, API_KEY)
+    async with pool.acquire() as conn:
+        other = await keys.create_organisation(conn, "other")
+        await keys.store_key(conn, other, OTHER_API_KEY, "other")
+    server = TestServer(create_app(pool, Config()))
+    async with TestClient(server) as http:
+        yield ApiClient(http)

@@ -18,7 +18,7 @@ SELECT count(*) FROM pg_stat_activity
 """
 
 
-class Rollback(Exception):  # noqa: N818  (a control-flow signal, not an error)
+class Rollback(Exception):
     """Raised inside a caller's transaction to roll it back."""
 
 
@@ -50,10 +50,10 @@ async def stored_streams_version(pool: asyncpg.Pool, stream_id: str) -> int | No
     return await pool.fetchval("SELECT version FROM streams WHERE stream_id = $1", stream_id)
 
 
-async def wait_for_lock_waiters(pool: asyncpg.Pool, count: int, timeout: float = 10) -> None:
+async def wait_for_lock_waiters(pool: asyncpg.Pool, count: int, within: float = 10) -> None:
     """Wait until `count` sessions of this database are blocked on a lock."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         waiting = await pool.fetchval(LOCK_WAITERS)
         if waiting >= count:
@@ -386,7 +386,9 @@ async def test_a_partial_overlap_with_stored_events_is_an_idempotency_conflict(
 
     assert await count_events(pool) == 2
     assert await stored_streams_version(pool, "run-a") == 2
-    assert await pool.fetchval("SELECT count(*) FROM events WHERE event_id = $1", fresh.event_id) == 0
+    assert (
+        await pool.fetchval("SELECT count(*) FROM events WHERE event_id = $1", fresh.event_id) == 0
+    )
 
 
 async def test_stored_events_appended_to_another_stream_are_an_idempotency_conflict(
@@ -463,13 +465,16 @@ async def test_an_append_in_a_rolled_back_caller_transaction_stores_nothing(
     """Appends made on the caller's connection roll back with the caller's transaction."""
     await store.append("run-a", batch(2, "before"), 0)
 
+    async def doomed(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            await store.append("run-a", batch(2, "doomed"), 2, conn=conn)
+            await store.append("run-new", batch(1, "doomed-new"), 0, conn=conn)
+            assert await store.stream_version("run-a") == 2  # not committed yet
+            raise Rollback
+
     async with pool.acquire() as conn:
         with pytest.raises(Rollback):
-            async with conn.transaction():
-                await store.append("run-a", batch(2, "doomed"), 2, conn=conn)
-                await store.append("run-new", batch(1, "doomed-new"), 0, conn=conn)
-                assert await store.stream_version("run-a") == 2  # not committed yet
-                raise Rollback
+            await doomed(conn)
 
     assert await count_events(pool) == 2
     assert await stored_streams_version(pool, "run-a") == 2
@@ -543,6 +548,11 @@ async def test_a_listener_is_notified_of_committed_appends_only(
         received.append(payload)
         arrived.set()
 
+    async def append_then_roll_back(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            await store.append("run-rolled-back", batch(1), 0, conn=conn)
+            raise Rollback
+
     listener = await asyncpg.connect(database_url)
     try:
         await listener.add_listener("events", on_notify)
@@ -554,9 +564,7 @@ async def test_a_listener_is_notified_of_committed_appends_only(
         arrived.clear()
         async with pool.acquire() as conn:
             with pytest.raises(Rollback):
-                async with conn.transaction():
-                    await store.append("run-rolled-back", batch(1), 0, conn=conn)
-                    raise Rollback
+                await append_then_roll_back(conn)
             async with conn.transaction():
                 await store.append("run-second", batch(1), None, conn=conn)
         await asyncio.wait_for(arrived.wait(), timeout=5)

@@ -37,7 +37,7 @@ SELECT event_id, global_position FROM events
 """
 
 
-class Rollback(Exception):  # noqa: N818  (a control-flow signal, not an error)
+class Rollback(Exception):
     """Raised inside a writer's transaction to roll it back."""
 
 
@@ -57,14 +57,14 @@ def ids(events: list[RecordedEvent]) -> list[uuid.UUID]:
 
 
 async def read_until(
-    store: EventStore, after: Checkpoint, count: int, timeout: float = 15
+    store: EventStore, after: Checkpoint, count: int, within: float = 15
 ) -> list[RecordedEvent]:
     """Read from `after` until `count` events are final (other sessions may hold the horizon).
 
     Only waits for events to become readable; it never asserts anything by waiting.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         events = await store.read_all(after, limit=10_000)
         if len(events) >= count or loop.time() > deadline:
@@ -227,7 +227,9 @@ async def test_an_older_open_transaction_holds_back_younger_commits_until_it_com
             async with conn_b.transaction():
                 b_positions = await store.append("run-b", b_events, 0, conn=conn_b)
             assert max(a_positions) < min(b_positions)
-            b_committed = await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = 'run-b'")
+            b_committed = await pool.fetchval(
+                "SELECT count(*) FROM events WHERE stream_id = 'run-b'"
+            )
             assert b_committed == 2  # B is committed and visible to a plain query
 
             assert await store.read_all(checkpoint_of(first[-1])) == []
@@ -438,9 +440,7 @@ async def _insert_v1_event(database_url: str, stream_id: str) -> uuid.UUID:
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO streams (stream_id, version) VALUES ($1, 1)", stream_id
-            )
+            await conn.execute("INSERT INTO streams (stream_id, version) VALUES ($1, 1)", stream_id)
             await conn.execute(
                 "INSERT INTO events (stream_id, version, type, schema_version, data, metadata,"
                 " event_id, occurred_at)"
