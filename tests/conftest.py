@@ -49,7 +49,7 @@ def admin_url() -> Iterator[str]:
     if asyncio.run(_answers(LOCAL_URL)):
         yield LOCAL_URL
         return
-    import pgserver  # noqa: PLC0415
+    import pgserver
 
     folder = Path(tempfile.mkdtemp(prefix="testrun-pg-"))
     server = pgserver.get_server(folder, cleanup_mode="stop")
@@ -113,11 +113,11 @@ def store(pool: asyncpg.Pool) -> EventStore:
 @pytest.fixture
 async def client(pool: asyncpg.Pool) -> AsyncIterator[ApiClient]:
     """A client of a live app, as organisation A (OTHER_API_KEY is organisation B)."""
-    from aiohttp.test_utils import TestClient, TestServer  # noqa: PLC0415
+    from aiohttp.test_utils import TestClient, TestServer
 
-    from service import keys  # noqa: PLC0415
-    from service.app import create_app  # noqa: PLC0415
-    from service.config import Config  # noqa: PLC0415
+    from service import keys
+    from service.app import create_app
+    from service.config import Config
 
     await keys.bootstrap(pool, API_KEY)
     async with pool.acquire() as conn:

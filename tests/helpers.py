@@ -8,7 +8,6 @@ API_KEY = "rtk_test_key_organisation_a"
 OTHER_API_KEY = "rtk_test_key_organisation_b"
 
 
-
 class ApiClient:
     """A thin JSON client for the API tests, authenticated as organisation A by default."""
 

@@ -39,7 +39,10 @@ async def test_create_single_returns_every_field_of_the_create_page(client: ApiC
     run = await client.call(
         "POST",
         RUNS,
-        {"workflow_id": world["workflow"]["id"], "scope": {"type": "single", "test_id": test["id"]}},
+        {
+            "workflow_id": world["workflow"]["id"],
+            "scope": {"type": "single", "test_id": test["id"]},
+        },
         expect=202,
     )
     assert SEED_RUN_FIELDS <= set(run)
@@ -55,9 +58,14 @@ async def test_create_single_returns_every_field_of_the_create_page(client: ApiC
         "queued": 1, "running": 0, "passed": 0, "failed": 0, "blocked": 0, "error": 0,
         "cancelled": 0,
     } == {k: run["counts"][k] for k in SEED_COUNT_FIELDS}  # fmt: skip
-    assert {"pending": 0, "queued": 1, "running": 0, "completed": 0, "error": 0, "cancelled": 0} == (
-        run["counts"]["lifecycle_counts"]
-    )
+    assert {
+        "pending": 0,
+        "queued": 1,
+        "running": 0,
+        "completed": 0,
+        "error": 0,
+        "cancelled": 0,
+    } == (run["counts"]["lifecycle_counts"])
     assert {"passed": 0, "failed": 0, "blocked": 0} == run["counts"]["outcome"]
     assert run["timing"]["created_at"].endswith("Z")
     assert run["timing"]["started_at"] is None
@@ -70,17 +78,19 @@ async def test_create_single_returns_every_field_of_the_create_page(client: ApiC
 async def test_get_returns_every_field_of_the_get_page(client: ApiClient) -> None:
     """The get answer has every field of the second seed page's example, including duration_ms."""
     world = await _setup(client)
-    created = await client.call(
-        "POST", RUNS, {"workflow_id": world["workflow"]["id"]}, expect=202
-    )
+    created = await client.call("POST", RUNS, {"workflow_id": world["workflow"]["id"]}, expect=202)
     run = await client.call("GET", f"{RUNS}/{created['id']}", expect=200)
     assert SEED_RUN_FIELDS <= set(run)
     assert {"created_at", "started_at", "completed_at", "duration_ms"} <= set(run["timing"])
     assert SEED_COUNT_FIELDS <= set(run["counts"])
     assert {"lifecycle_counts", "outcome"} <= set(run["counts"])
-    assert {"status", "reasons", "validity_fingerprint", "input_fingerprint", "baseline_run_id"} <= (
-        set(run["freshness"])
-    )
+    assert {
+        "status",
+        "reasons",
+        "validity_fingerprint",
+        "input_fingerprint",
+        "baseline_run_id",
+    } <= (set(run["freshness"]))
     assert created["id"] == run["id"]
     assert created["timing"] == run["timing"]
     assert created["counts"] == run["counts"]
@@ -125,7 +135,7 @@ async def _count_runs(client: ApiClient) -> int:
 
 
 def _pool_key() -> Any:
-    from service.handlers.common import POOL  # noqa: PLC0415
+    from service.handlers.common import POOL
 
     return POOL
 
@@ -160,7 +170,10 @@ async def test_test_of_another_workflow_is_404(client: ApiClient) -> None:
     """A single scope naming a test of another workflow is not found in this one."""
     world = await _setup(client)
     other = await client.workflow("other")
-    body = {"workflow_id": other["id"], "scope": {"type": "single", "test_id": world["tests"][0]["id"]}}
+    body = {
+        "workflow_id": other["id"],
+        "scope": {"type": "single", "test_id": world["tests"][0]["id"]},
+    }
     error = await client.call("POST", RUNS, body, expect=404)
     assert "test_not_found" == error["detail"]["code"]
 
@@ -189,7 +202,10 @@ async def test_scope_selecting_no_test_is_422(client: ApiClient) -> None:
         ({"workflow_id": 5}, ["body", "workflow_id"]),
         ({"workflow_id": "wf_x", "scope": {"type": "bogus"}}, ["body", "scope", "type"]),
         ({"workflow_id": "wf_x", "scope": {"type": "single"}}, ["body", "scope"]),
-        ({"workflow_id": "wf_x", "scope": {"type": "single", "test_id": 7}}, ["body", "scope", "test_id"]),
+        (
+            {"workflow_id": "wf_x", "scope": {"type": "single", "test_id": 7}},
+            ["body", "scope", "test_id"],
+        ),
         ({"workflow_id": "wf_x", "scope": "workflow"}, ["body", "scope"]),
         ([], ["body"]),
     ],
@@ -222,7 +238,9 @@ async def test_get_unknown_run_is_404(client: ApiClient) -> None:
     )
 
 
-async def test_both_auth_headers_work_and_missing_or_unknown_keys_are_401(client: ApiClient) -> None:
+async def test_both_auth_headers_work_and_missing_or_unknown_keys_are_401(
+    client: ApiClient,
+) -> None:
     """`Authorization: Bearer` and `Api-Key` both authenticate; no key or a wrong one is 401."""
     await client.call("GET", "/v1/workflows", header="bearer", expect=200)
     await client.call("GET", "/v1/workflows", header="api-key", expect=200)
@@ -272,7 +290,10 @@ async def test_logs_carry_the_request_id_and_never_the_key(client: ApiClient) ->
     try:
         response = await client.http.get(
             "/v1/workflows",
-            headers={"Authorization": "Bearer rtk_test_key_organisation_a", "X-Request-Id": "rid-1"},
+            headers={
+                "Authorization": "Bearer rtk_test_key_organisation_a",
+                "X-Request-Id": "rid-1",
+            },
         )
         assert 200 == response.status
     finally:
@@ -286,8 +307,8 @@ async def test_logs_carry_the_request_id_and_never_the_key(client: ApiClient) ->
 
 async def test_the_run_is_stored_as_one_run_created_event(client: ApiClient) -> None:
     """Creating a run appends exactly `run.created` to stream run-<id>, with its snapshot."""
-    from events.store import EventStore  # noqa: PLC0415
-    from events.types import RunCreated  # noqa: PLC0415
+    from events.store import EventStore
+    from events.types import RunCreated
 
     world = await _setup(client)
     run = await client.call("POST", RUNS, {"workflow_id": world["workflow"]["id"]}, expect=202)
