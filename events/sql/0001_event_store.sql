@@ -51,7 +51,7 @@ CREATE TRIGGER events_no_truncate
 -- NULL to append at the end whatever the version. A mismatch raises EV001
 -- "Wrong expected version", which the client maps to ConcurrencyError.
 --
--- Idempotency: when the first event id is already stored, the call answers the
+-- Idempotency: when any of the event ids is already stored, the call answers the
 -- stored positions of all the events (EV002 when they are not exactly the same
 -- events of the same stream) and writes nothing.
 --
@@ -77,7 +77,7 @@ DECLARE
     stored        integer;
     same_stream   boolean;
 BEGIN
-    IF EXISTS (SELECT 1 FROM events e WHERE e.event_id = p_event_ids[1]) THEN
+    IF EXISTS (SELECT 1 FROM events e WHERE e.event_id = ANY (p_event_ids)) THEN
         SELECT count(*), bool_and(e.stream_id = p_stream_id)
           INTO stored, same_stream
           FROM events e WHERE e.event_id = ANY (p_event_ids);
