@@ -18,7 +18,8 @@ log = structlog.get_logger("service.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 KEYS = web.AppKey("keys", KeyLookup)
-PRINCIPAL = "principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STATUS_CODES = {
@@ -66,7 +67,7 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     response: web.StreamResponse
     try:

@@ -11,7 +11,7 @@ from aiohttp import web
 from events.store import EventStore
 from events.types import Metadata
 from service.errors import ValidationFailedError, from_msgspec, json_response
-from service.middleware import principal
+from service.middleware import REQUEST_ID, principal
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 STORE = web.AppKey("store", EventStore)
@@ -38,7 +38,7 @@ async def decode_body(request: web.Request, body_type: type[T]) -> T:
 
 def metadata(request: web.Request) -> Metadata:
     """Event metadata for a command run by this request: never the key itself."""
-    request_id = request["request_id"]
+    request_id = request[REQUEST_ID]
     return Metadata(
         request_id=request_id,
         correlation_id=request.headers.get("X-Correlation-Id", request_id)[:128],

@@ -59,7 +59,7 @@ async def test_workflow_list_pages_with_cursors(client: ApiClient) -> None:
 
 
 async def test_workflow_list_pages_backwards(client: ApiClient) -> None:
-    """`before` walks back from a cursor, newest first by default, and `before` is null at the start."""
+    """`before` walks back from a cursor; `after` is null on the last page."""
     made = [(await client.workflow(f"w{i}"))["id"] for i in range(5)]
     first = await client.call("GET", "/v1/workflows", expect=200, limit=4)
     assert list(reversed(made))[:4] == [w["id"] for w in first["data"]]
