@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -30,6 +31,11 @@ _STATUS_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
 }
+
+
+def _unusable_id(value: str) -> bool:
+    # No resource has such an id: answer 404 before PostgreSQL refuses the text.
+    return len(value) > 255 or "\x00" in value
 
 
 def principal(request: web.Request) -> Principal:
@@ -73,9 +79,20 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if request.path == "/v1" or request.path.startswith("/v1/"):
             await _authenticate(request)
+        if any(_unusable_id(value) for value in request.match_info.values()):
+            raise ApiError(404, "not_found", "Not Found")
         response = await handler(request)
     except (ApiError, ValidationFailedError) as error:
         response = error.response()
+    except asyncpg.DataError as error:
+        # A value PostgreSQL cannot store (a NUL character in text, a number out
+        # of range) that the types at the edge let through: the client's fault.
+        problem = {
+            "loc": ["body"],
+            "msg": f"value cannot be stored: {error}",
+            "type": "value_error",
+        }
+        response = ValidationFailedError([problem]).response()
     except web.HTTPException as error:
         code = _STATUS_CODES.get(error.status, "http_error")
         response = ApiError(error.status, code, error.reason).response()

@@ -33,6 +33,14 @@ async def decode_body(request: web.Request, body_type: type[T]) -> T:
         result: T = decoder.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as error:
         raise from_msgspec(error, "body") from error
+    except RecursionError as error:
+        raise ValidationFailedError.single(
+            ["body"], "JSON nested too deeply", "json_invalid"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise ValidationFailedError.single(
+            ["body"], f"JSON decode error: invalid UTF-8: {error.reason}", "json_invalid"
+        ) from error
     return result
 
 
