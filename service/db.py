@@ -59,12 +59,12 @@ async def create_pool(
 def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL in `data_dir`; return its DSN.
 
-    The server keeps running for as long as a process uses it.
+    pgserver counts the processes that use it and stops it when the last one exits.
     """
     from pgserver import get_server  # type: ignore[attr-defined]  # noqa: PLC0415
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir, cleanup_mode=None)
+    server = get_server(data_dir, cleanup_mode="stop")
     uri = server.get_uri()
     assert isinstance(uri, str)  # noqa: S101
     log.info("embedded_postgres_started", data_dir=str(data_dir))
