@@ -214,6 +214,10 @@ class EventStore:
         yet; poll again later (or after a NOTIFY on channel `events`). An event
         is returned once every transaction older than it has finished, so the
         sequence never changes behind a checkpoint.
+
+        The horizon is the whole PostgreSQL cluster's oldest running transaction
+        (transaction ids are cluster-wide): a long transaction in another
+        database of the same cluster delays, but never breaks, this feed.
         """
         if conn is not None:
             rows = await conn.fetch(_READ_ALL, after[0], after[1], limit)

@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from events.errors import ConcurrencyError
 from service.errors import ApiError, ValidationFailedError
 from service.keys import KeyLookup, Principal
 
@@ -84,6 +85,9 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except (ApiError, ValidationFailedError) as error:
         response = error.response()
+    except ConcurrencyError as error:
+        # The command lost a race with another writer of the same run, every try.
+        response = ApiError(409, "conflict", str(error)).response()
     except asyncpg.DataError as error:
         # A value PostgreSQL cannot store (a NUL character in text, a number out
         # of range) that the types at the edge let through: the client's fault.

@@ -501,6 +501,18 @@ def test_events_after_a_completed_run_do_not_reopen_it() -> None:
         assert done.results == again.results
 
 
+def test_a_cancel_after_the_run_ended_cancels_no_test() -> None:
+    """A cancel or an error after the run ended changes no test, even one still waiting."""
+    # The commands never complete a run with a waiting test; the fold does not trust that.
+    done = folded(created(2), started(0), passed(0), RunCompleted())
+
+    for late in (RunCancelled(reason="late"), RunErrored(message="late")):
+        again = folded(created(2), started(0), passed(0), RunCompleted(), late)
+        assert Queued() == again.results[rid(1)].lifecycle
+        assert done.results == again.results
+        assert done.run == again.run
+
+
 # Cancellation
 
 

@@ -363,7 +363,7 @@ def test_valid_stream_ends_as_the_model_says(scenario: Scenario) -> None:
 @SETTINGS
 @given(scenarios())
 def test_valid_stream_timing(scenario: Scenario) -> None:
-    """The run started at its first test start; a finished run's duration is its span."""
+    """Run and tests started at their first start; a finished one's duration is its span."""
     view = fold_checking(scenario.events)
 
     first_start = next(
@@ -386,6 +386,16 @@ def test_valid_stream_timing(scenario: Scenario) -> None:
         else None
     )
     assert expected_duration == timing.duration_ms
+    first_starts: dict[str, datetime] = {}
+    for e in scenario.events:
+        if isinstance(e.event, TestStarted):
+            first_starts.setdefault(e.event.result_id, e.occurred_at)
+    # A retry does not move a test's start.
+    assert first_starts == {
+        result.id: result.timing.started_at
+        for result in view.results.values()
+        if result.timing.started_at is not None
+    }
     for result in view.results.values():
         t = result.timing
         if t.started_at is not None and t.completed_at is not None:
