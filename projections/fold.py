@@ -110,7 +110,11 @@ def step(
             return run, []
         case TestStarted(result_id=result_id):
             result = results.get(result_id)
-            if result is None or not isinstance(result.lifecycle, Pending | Queued):
+            if (
+                result is None
+                or not isinstance(result.lifecycle, Pending | Queued)
+                or isinstance(run.lifecycle, TERMINAL)
+            ):
                 return run, []  # a retry of a running test, or a start that cannot apply
             started = replace(
                 result, lifecycle=Running(), timing=replace(result.timing, started_at=at)

@@ -619,3 +619,12 @@ def test_fold_continues_from_a_state() -> None:
     events = stream(created(2), started(0), passed(0), started(1), blocked(1), RunCompleted())
 
     assert fold(events) == fold(events[3:], fold(events[:3]))
+
+
+def test_a_start_after_the_run_ended_changes_nothing() -> None:
+    """test.started after run.completed cannot apply: no start after the end, no running test."""
+    view = folded(created(1), RunCompleted(), started(0))
+    assert "completed" == view.run.lifecycle.__struct_config__.tag
+    assert view.run.timing.started_at is None
+    assert "queued" == view.results[rid(0)].lifecycle.__struct_config__.tag
+    assert counts(queued=1) == view.run.counts

@@ -479,7 +479,8 @@ def test_a_terminal_run_stays_terminal(events: list[RecordedEvent]) -> None:
     final = None
     for event in events:
         state = evolve(state, event)
-        now = (state.run.lifecycle, state.run.timing.completed_at, state.run.timing.duration_ms)
+        timing = state.run.timing
+        now = (state.run.lifecycle, timing.started_at, timing.completed_at, timing.duration_ms)
         if final is not None:
             assert final == now
         elif isinstance(state.run.lifecycle, Completed | Errored | Cancelled):
