@@ -3,7 +3,8 @@
 `test_runs` holds one row per run and `test_results` one per test of a run; each
 row holds the rendered resource and the stream version it reflects. Applying
 events whose version the row already reflects changes nothing, so a replayed
-or retried projection is harmless.
+or retried projection is harmless. `test_queue` holds one row per test that is
+not terminal yet: the runners' work.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import msgspec
 
 from events.types import RecordedEvent, RunCreated
 from projections.fold import RunView, results_needed, step
-from projections.resources import WorkflowTestResult, WorkflowTestRun
+from projections.resources import TERMINAL, WorkflowTestResult, WorkflowTestRun
 
 _encode = msgspec.json.Encoder().encode
 _decode_run = msgspec.json.Decoder(WorkflowTestRun).decode
@@ -46,6 +47,26 @@ RESULT_COLUMNS = (
     "validity_fingerprint",
     "resource",
 )
+
+QUEUE_COLUMNS = (
+    "result_id",
+    "run_id",
+    "organisation_id",
+    "position",
+    "enqueued_at",
+    "task",
+    "available_at",
+)
+
+_ENQUEUE = """
+INSERT INTO test_queue (result_id, run_id, organisation_id, position, enqueued_at, task,
+                        available_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],
+                     $5::timestamptz[], $6::jsonb[], $5::timestamptz[])
+ON CONFLICT (result_id) DO NOTHING
+"""
+
+_DEQUEUE = "DELETE FROM test_queue WHERE result_id = ANY ($1::text[])"
 
 _UPSERT_RUN = """
 INSERT INTO test_runs (id, organisation_id, workflow_id, test_id, target_block_id, status,
@@ -103,12 +124,38 @@ def result_row(
     )
 
 
+def queue_rows(created: RunCreated, at: Any) -> list[tuple[Any, ...]]:
+    """The work-queue rows of a new run, in QUEUE_COLUMNS order: one per test."""
+    return [
+        (
+            test.result_id,
+            created.run_id,
+            created.organisation_id,
+            position,
+            at,
+            _encode(test),
+            at,
+        )
+        for position, test in enumerate(created.tests)
+    ]
+
+
 async def load(
-    conn: asyncpg.Connection, run_id: str, result_ids: set[str] | None = None
+    conn: asyncpg.Connection,
+    run_id: str,
+    result_ids: set[str] | None = None,
+    *,
+    lock: bool = False,
 ) -> tuple[str, RunView] | None:
-    """The stored run (with the results asked for, all when None) and its organisation."""
+    """The stored run (with the results asked for, all when None) and its organisation.
+
+    With `lock`, the run's row stays locked until the transaction ends: the
+    commands that decide a run's next events hold it, so they never race.
+    """
     row = await conn.fetchrow(
-        "SELECT organisation_id, version, resource FROM test_runs WHERE id = $1", run_id
+        "SELECT organisation_id, version, resource FROM test_runs WHERE id = $1"
+        + (" FOR UPDATE" if lock else ""),
+        run_id,
     )
     if row is None:
         return None
@@ -147,6 +194,7 @@ async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> Wo
         run, results, version = view.run, dict(view.results), view.version
     positions: dict[str, tuple[int, str]] = {}
     changed: dict[str, tuple[WorkflowTestResult, int]] = {}
+    enqueue: list[tuple[Any, ...]] = []
     for event in events:
         if event.version <= version:
             continue  # already reflected
@@ -155,6 +203,7 @@ async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> Wo
                 test.result_id: (index, test.validity_fingerprint)
                 for index, test in enumerate(event.event.tests)
             }
+            enqueue = queue_rows(event.event, event.occurred_at)
         run, touched = step(run, results, event)
         for result in touched:
             results[result.id] = result
@@ -170,6 +219,12 @@ async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> Wo
             for result, at in changed.values()
         ]
         await conn.execute(_UPSERT_RESULTS, *(list(column) for column in zip(*rows, strict=True)))
+    if enqueue:
+        columns = [list(column) for column in zip(*enqueue, strict=True)]
+        await conn.execute(_ENQUEUE, *columns[:6])  # available_at is enqueued_at
+    finished = [r.id for r, _ in changed.values() if isinstance(r.lifecycle, TERMINAL)]
+    if finished and not enqueue:
+        await conn.execute(_DEQUEUE, finished)
     return run
 
 

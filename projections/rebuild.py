@@ -28,16 +28,40 @@ import asyncpg
 from events.store import fetch_stream, row_to_event
 from events.types import RecordedEvent, RunCreated
 from projections.fold import step
-from projections.readmodel import RESULT_COLUMNS, RUN_COLUMNS, result_row, run_row
-from projections.resources import WorkflowTestResult, WorkflowTestRun
+from projections.readmodel import (
+    QUEUE_COLUMNS,
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    queue_rows,
+    result_row,
+    run_row,
+)
+from projections.resources import TERMINAL, WorkflowTestResult, WorkflowTestRun
 
-TABLES = ("test_runs", "test_results")
+TABLES = ("test_runs", "test_results", "test_queue")
+# Taken (shared) by every command that writes a run; see service/commands.py.
+WRITERS_LOCK = 7_262_011_403
+# What --verify compares: every column of the projections, but not the
+# runners' own state in the queue (leases, attempts).
+_COMPARED = {
+    "test_runs": "*",
+    "test_results": "*",
+    "test_queue": "result_id, run_id, organisation_id, position, enqueued_at, task",
+}
 _BATCH = 2000
 
 _ALL_EVENTS = """
 SELECT stream_id, version, global_position, transaction_id, event_id, type, schema_version,
        data, metadata, occurred_at, recorded_at
   FROM events ORDER BY stream_id, version
+"""
+
+# The runners' state is not in the events: keep each test's lease and attempts.
+_CARRY_LEASES = """
+UPDATE {side}.test_queue s
+   SET available_at = l.available_at, attempts = l.attempts, lease_owner = l.lease_owner
+  FROM {live}.test_queue l
+ WHERE l.result_id = s.result_id
 """
 
 _UNSEEN_STREAMS = """
@@ -77,35 +101,48 @@ def declared_schema() -> str:
     return (resources.files("projections") / "sql" / "read_models.sql").read_text("utf-8")
 
 
-def rows_of_stream(
-    events: Iterable[RecordedEvent],
-) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]] | None:
-    """Fold one run's stream into its `test_runs` row and `test_results` rows."""
+@dataclass
+class StreamRows:
+    """The read-model rows of one run."""
+
+    run: tuple[Any, ...]
+    results: list[tuple[Any, ...]]
+    queue: list[tuple[Any, ...]]
+
+
+def rows_of_stream(events: Iterable[RecordedEvent]) -> StreamRows | None:
+    """Fold one run's stream into its `test_runs`, `test_results` and `test_queue` rows."""
     run: WorkflowTestRun | None = None
     results: dict[str, WorkflowTestResult] = {}
-    organisation_id = ""
+    created: RunCreated | None = None
+    created_at = None
     placement: dict[str, tuple[int, str]] = {}
     result_versions: dict[str, int] = {}
     version = 0
     for event in events:
         if isinstance(event.event, RunCreated):
-            organisation_id = event.event.organisation_id
+            created, created_at = event.event, event.occurred_at
             placement = {
                 test.result_id: (index, test.validity_fingerprint)
-                for index, test in enumerate(event.event.tests)
+                for index, test in enumerate(created.tests)
             }
         run, touched = step(run, results, event)
         for result in touched:
             results[result.id] = result
             result_versions[result.id] = event.version
         version = event.version
-    if run is None:
+    if run is None or created is None:
         return None
-    result_rows = [
-        result_row(organisation_id, result, result_versions[rid], *placement[rid])
-        for rid, result in results.items()
-    ]
-    return run_row(organisation_id, run, version), result_rows
+    organisation_id = created.organisation_id
+    waiting = {rid for rid, result in results.items() if not isinstance(result.lifecycle, TERMINAL)}
+    return StreamRows(
+        run=run_row(organisation_id, run, version),
+        results=[
+            result_row(organisation_id, result, result_versions[rid], *placement[rid])
+            for rid, result in results.items()
+        ],
+        queue=[row for row in queue_rows(created, created_at) if row[0] in waiting],
+    )
 
 
 async def _streams(cursor: AsyncIterator[asyncpg.Record]) -> AsyncIterator[list[RecordedEvent]]:
@@ -128,7 +165,7 @@ async def rebuild(
     on_progress: Callable[[int], object] | None = None,
     on_total: Callable[[int], object] | None = None,
 ) -> RebuildReport:
-    """Rebuild `test_runs` and `test_results` from the events and swap them in.
+    """Rebuild every read model (TABLES) from the events and swap them in.
 
     Args:
         pool: the service's pool.
@@ -152,24 +189,31 @@ async def rebuild(
                 snapshot = await reader.fetchval("SELECT pg_current_snapshot()::text")
                 if on_total is not None:
                     on_total(await reader.fetchval("SELECT count(*) FROM events"))
-                runs: list[tuple[Any, ...]] = []
-                results: list[tuple[Any, ...]] = []
+                batch: list[StreamRows] = []
+                pending = 0
                 async for stream in _streams(reader.cursor(_ALL_EVENTS, prefetch=_BATCH)):
                     rows = rows_of_stream(stream)
                     report.events += len(stream)
                     report.streams += 1
                     if rows is not None:
-                        runs.append(rows[0])
-                        results.extend(rows[1])
-                    if len(runs) + len(results) >= _BATCH:
-                        await _copy(writer, side, runs, results)
-                        runs, results = [], []
+                        batch.append(rows)
+                        pending += 1 + len(rows.results)
+                    if pending >= _BATCH:
+                        await _copy(writer, side, batch)
+                        batch, pending = [], 0
                     if on_progress is not None:
                         on_progress(len(stream))
-                await _copy(writer, side, runs, results)
+                await _copy(writer, side, batch)
             async with writer.transaction():
+                # Lock order matters: the writers' lock first, which every
+                # command takes (shared) before touching any table; then the
+                # streams, for appends made outside the commands; then the queue,
+                # so that no claim changes a lease while it is carried over.
+                await writer.execute("SELECT pg_advisory_xact_lock($1)", WRITERS_LOCK)
                 await writer.execute(f"LOCK TABLE {live}.streams IN SHARE ROW EXCLUSIVE MODE")
+                await writer.execute(f"LOCK TABLE {live}.test_queue IN EXCLUSIVE MODE")
                 report.caught_up_streams = await _catch_up(writer, side, snapshot)
+                await writer.execute(_CARRY_LEASES.format(live=live, side=side))
                 if verify:
                     report.differences = await _differences(writer, live, side)
                     if any(report.differences.values()):
@@ -186,20 +230,16 @@ async def rebuild(
     return report
 
 
-async def _copy(
-    conn: asyncpg.Connection,
-    schema: str,
-    runs: list[tuple[Any, ...]],
-    results: list[tuple[Any, ...]],
-) -> None:
-    if runs:
-        await conn.copy_records_to_table(
-            "test_runs", records=runs, columns=RUN_COLUMNS, schema_name=schema
-        )
-    if results:
-        await conn.copy_records_to_table(
-            "test_results", records=results, columns=RESULT_COLUMNS, schema_name=schema
-        )
+async def _copy(conn: asyncpg.Connection, schema: str, batch: list[StreamRows]) -> None:
+    for table, columns, records in (
+        ("test_runs", RUN_COLUMNS, [rows.run for rows in batch]),
+        ("test_results", RESULT_COLUMNS, [r for rows in batch for r in rows.results]),
+        ("test_queue", QUEUE_COLUMNS, [q for rows in batch for q in rows.queue]),
+    ):
+        if records:
+            await conn.copy_records_to_table(
+                table, records=records, columns=columns, schema_name=schema
+            )
 
 
 async def _catch_up(conn: asyncpg.Connection, schema: str, snapshot: str) -> int:
@@ -209,10 +249,14 @@ async def _catch_up(conn: asyncpg.Connection, schema: str, snapshot: str) -> int
         rows = rows_of_stream(await fetch_stream(conn, stream_id))
         if rows is None:
             continue
-        run_id = rows[0][0]
-        await conn.execute(f"DELETE FROM {schema}.test_results WHERE run_id = $1", run_id)
-        await conn.execute(f"DELETE FROM {schema}.test_runs WHERE id = $1", run_id)
-        await _copy(conn, schema, [rows[0]], rows[1])
+        run_id = rows.run[0]
+        for table, column in (
+            ("test_queue", "run_id"),
+            ("test_results", "run_id"),
+            ("test_runs", "id"),
+        ):
+            await conn.execute(f"DELETE FROM {schema}.{table} WHERE {column} = $1", run_id)
+        await _copy(conn, schema, [rows])
     return len(streams)
 
 
@@ -220,12 +264,13 @@ async def _differences(conn: asyncpg.Connection, live: str, side: str) -> dict[s
     """Rows present on one side and not the other, per table (0 everywhere = identical)."""
     found: dict[str, int] = {}
     for table in TABLES:
+        columns = _COMPARED[table]
         found[table] = await conn.fetchval(
             f"""
-            SELECT (SELECT count(*) FROM (SELECT * FROM {live}.{table}
-                                          EXCEPT ALL SELECT * FROM {side}.{table}) a)
-                 + (SELECT count(*) FROM (SELECT * FROM {side}.{table}
-                                          EXCEPT ALL SELECT * FROM {live}.{table}) b)
+            SELECT (SELECT count(*) FROM (SELECT {columns} FROM {live}.{table}
+                                          EXCEPT ALL SELECT {columns} FROM {side}.{table}) a)
+                 + (SELECT count(*) FROM (SELECT {columns} FROM {side}.{table}
+                                          EXCEPT ALL SELECT {columns} FROM {live}.{table}) b)
             """
         )
     return found

@@ -22,6 +22,18 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_min: int = 2
     db_pool_max: int = 10
     max_body_bytes: int = 1024 * 1024
+    runner_enabled: bool = True
+    runner_concurrency: int = 32
+    runner_batch: int = 100
+    test_timeout_s: float = 60.0
+    max_attempts: int = 3
+    retry_backoff_s: float = 1.0
+    block_runtime_url: str | None = None
+    function_modules: frozenset[str] = frozenset()
+    judge_url: str | None = None
+    embeddings_url: str | None = None
+    max_answer_bytes: int = 10 * 1024 * 1024
+    shutdown_grace_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -38,6 +50,27 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                 msg = f"{name} must be an integer, got {raw!r}"
                 raise SystemExit(msg) from error
 
+        def number(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return float(raw)
+            except ValueError as error:
+                msg = f"{name} must be a number, got {raw!r}"
+                raise SystemExit(msg) from error
+
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if raw == "":
+                return default
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            if raw in ("0", "false", "no", "off"):
+                return False
+            msg = f"{name} must be true or false, got {raw!r}"
+            raise SystemExit(msg)
+
         log_format = env.get("LOG_FORMAT", "json")
         if log_format not in ("json", "console"):
             msg = f"LOG_FORMAT must be json or console, got {log_format!r}"
@@ -53,4 +86,18 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             db_pool_min=integer("DB_POOL_MIN", 2),
             db_pool_max=integer("DB_POOL_MAX", 10),
             max_body_bytes=integer("MAX_BODY_BYTES", 1024 * 1024),
+            runner_enabled=flag("RUNNER_ENABLED", default=True),
+            runner_concurrency=max(1, integer("RUNNER_CONCURRENCY", 32)),
+            runner_batch=max(1, integer("RUNNER_BATCH", 100)),
+            test_timeout_s=number("TEST_TIMEOUT_S", 60.0),
+            max_attempts=max(1, integer("MAX_ATTEMPTS", 3)),
+            retry_backoff_s=number("RETRY_BACKOFF_S", 1.0),
+            block_runtime_url=env.get("BLOCK_RUNTIME_URL") or None,
+            function_modules=frozenset(
+                m.strip() for m in env.get("FUNCTION_MODULES", "").split(",") if m.strip()
+            ),
+            judge_url=env.get("JUDGE_URL") or None,
+            embeddings_url=env.get("EMBEDDINGS_URL") or None,
+            max_answer_bytes=integer("MAX_ANSWER_BYTES", 10 * 1024 * 1024),
+            shutdown_grace_s=number("SHUTDOWN_GRACE_S", 10.0),
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import asyncpg
 import msgspec
 
@@ -11,61 +9,26 @@ from events.store import EventStore
 from events.types import (
     Metadata,
     NewEvent,
-    RecordedEvent,
+    RunCancelled,
     RunCreated,
+    RunEvent,
     Scope,
     TestSnapshot,
     Trigger,
 )
-from projections import readmodel
-from projections.resources import Freshness, WorkflowTestRun
+from projections.fold import RunView
+from projections.resources import TERMINAL, Freshness, WorkflowTestRun
 from service import fingerprints, ids, registry
+from service.commands import append_and_project, decide, enter_as_writer, stream_of
 from service.errors import NotFoundError, ValidationFailedError
 from service.models import BlockScope, CreateRunRequest, SingleScope
 
 _decode_run = msgspec.json.Decoder(WorkflowTestRun).decode
 
 
-def stream_of(run_id: str) -> str:
-    """The event stream of a run."""
-    return f"run-{run_id}"
-
-
 def run_not_found(run_id: str) -> NotFoundError:
     """The 404 of an unknown run."""
     return NotFoundError("run_not_found", f"Workflow test run not found: {run_id}")
-
-
-def recorded(new: NewEvent, stream_id: str, version: int, position: int) -> RecordedEvent:
-    """The just-appended event as the fold sees it, without reading it back."""
-    return RecordedEvent(
-        stream_id=stream_id,
-        version=version,
-        global_position=position,
-        transaction_id=0,
-        event_id=new.event_id,
-        schema_version=type(new.event).schema_version,
-        occurred_at=new.occurred_at,
-        recorded_at=new.occurred_at,
-        event=new.event,
-        metadata=new.metadata,
-    )
-
-
-async def append_and_project(
-    conn: asyncpg.Connection,
-    store: EventStore,
-    stream_id: str,
-    events: Sequence[NewEvent],
-    expected_version: int,
-) -> WorkflowTestRun:
-    """Append events and apply them to the read models, in the caller's transaction."""
-    positions = await store.append(stream_id, events, expected_version, conn=conn)
-    stored = [
-        recorded(new, stream_id, expected_version + index + 1, position)
-        for index, (new, position) in enumerate(zip(events, positions, strict=True))
-    ]
-    return await readmodel.apply(conn, stored)
 
 
 async def create_run(
@@ -78,6 +41,7 @@ async def create_run(
 ) -> WorkflowTestRun:
     """Snapshot the scope's saved tests against the current draft and record `run.created`."""
     async with pool.acquire() as conn, conn.transaction():
+        await enter_as_writer(conn)
         workflow = await registry.get_workflow(conn, organisation_id, body.workflow_id)
         scope = body.scope
         test_id = scope.test_id if isinstance(scope, SingleScope) else None
@@ -204,3 +168,37 @@ def with_freshness(
         baseline, status="stale" if reasons else "fresh", reasons=reasons
     )
     return msgspec.structs.replace(run, freshness=freshness)
+
+
+async def cancel_run(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    *,
+    organisation_id: str,
+    run_id: str,
+    metadata: Metadata,
+) -> WorkflowTestRun:
+    """Cancel a run that is not terminal: no test starts after it; 404 otherwise.
+
+    Tests already running finish; their outcomes are recorded on their results
+    but do not reopen the run.
+    """
+
+    def decision(view: RunView) -> list[RunEvent]:
+        if isinstance(view.run.lifecycle, TERMINAL):
+            return []
+        return [RunCancelled(reason="cancelled through the API")]
+
+    async with pool.acquire() as conn, conn.transaction():
+        decided = await decide(
+            conn, store, run_id, None, decision, metadata=metadata, organisation_id=organisation_id
+        )
+        if decided is None:
+            raise run_not_found(run_id)
+        before, _ = decided
+        if isinstance(before.run.lifecycle, TERMINAL):
+            status = before.run.lifecycle.__struct_config__.tag
+            raise NotFoundError(
+                "run_not_cancellable", f"Workflow test run is already {status}: {run_id}"
+            )
+    return await get_run(pool, organisation_id, run_id)

@@ -33,3 +33,21 @@ CREATE TABLE test_results (
 
 CREATE INDEX test_results_run_idx ON test_results (run_id, position);
 CREATE INDEX test_results_test_idx ON test_results (organisation_id, test_id);
+
+-- The work queue (see 0002_test_queue.sql for what each column means).
+CREATE TABLE test_queue (
+    result_id       text PRIMARY KEY,
+    run_id          text NOT NULL,
+    organisation_id text NOT NULL,
+    position        integer NOT NULL,
+    enqueued_at     timestamptz NOT NULL,
+    task            jsonb NOT NULL,
+    -- Runner state: claimable once available_at has passed (a lease expiring,
+    -- or a retry's backoff ending, makes it claimable again).
+    available_at    timestamptz NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    lease_owner     text
+);
+
+CREATE INDEX test_queue_claim_idx ON test_queue (available_at, enqueued_at, position);
+CREATE INDEX test_queue_run_idx ON test_queue (run_id);

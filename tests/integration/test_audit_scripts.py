@@ -25,7 +25,7 @@ from events.types import (
     TestPassed,
     TestStarted,
 )
-from service import keys, registry, runs
+from service import commands, keys, registry, runs
 from service.models import (
     CreateBlockRequest,
     CreateRunRequest,
@@ -120,7 +120,7 @@ async def _progress(pool: asyncpg.Pool, store: EventStore, run_id: str, *, cance
             )
         if not cancel:
             events.append(NewEvent(event=RunCompleted()))
-        await runs.append_and_project(conn, store, f"run-{run_id}", events, 1)
+        await commands.append_and_project(conn, store, f"run-{run_id}", events, 1)
 
 
 async def test_replay_and_rebuild_verify_on_a_thousand_runs(

@@ -20,7 +20,7 @@ SELECT tablename, indexname, replace(indexdef, $1 || '.', '') AS definition
  ORDER BY tablename, indexname
 """
 
-TABLES = ["test_runs", "test_results"]
+TABLES = ["test_runs", "test_results", "test_queue"]
 
 
 async def test_migrated_read_models_equal_the_declared_ones(pool: asyncpg.Pool) -> None:

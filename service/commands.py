@@ -1,0 +1,127 @@
+"""Deciding a run's next events: lock, load, decide, append and project in one transaction.
+
+Every command that writes a run's stream goes through here:
+
+1. it takes the writers' lock in shared mode (the rebuild takes it exclusively
+   to swap the read models; taking it first, before any table lock, is what
+   keeps the two from deadlocking);
+2. it locks the run's read-model row, so decisions about one run happen one at
+   a time and always see the latest state (no lost update, no retry storm);
+3. it appends the decided events with the row's version as the expected
+   version, and applies them to the read models, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from events.store import EventStore
+from events.types import Metadata, NewEvent, RecordedEvent, RunCompleted, RunEvent
+from projections import readmodel
+from projections.fold import RunView, step
+from projections.rebuild import WRITERS_LOCK
+from projections.resources import TERMINAL, WorkflowTestRun
+
+
+async def enter_as_writer(conn: asyncpg.Connection) -> None:
+    """Take the writers' lock (shared) for the rest of the transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", WRITERS_LOCK)
+
+
+def stream_of(run_id: str) -> str:
+    """The event stream of a run."""
+    return f"run-{run_id}"
+
+
+def recorded(new: NewEvent, stream_id: str, version: int, position: int) -> RecordedEvent:
+    """The just-appended event as the fold sees it, without reading it back."""
+    return RecordedEvent(
+        stream_id=stream_id,
+        version=version,
+        global_position=position,
+        transaction_id=0,
+        event_id=new.event_id,
+        schema_version=type(new.event).schema_version,
+        occurred_at=new.occurred_at,
+        recorded_at=new.occurred_at,
+        event=new.event,
+        metadata=new.metadata,
+    )
+
+
+async def append_and_project(
+    conn: asyncpg.Connection,
+    store: EventStore,
+    stream_id: str,
+    events: Sequence[NewEvent],
+    expected_version: int,
+) -> WorkflowTestRun:
+    """Append events and apply them to the read models, in the caller's transaction."""
+    positions = await store.append(stream_id, events, expected_version, conn=conn)
+    stored = [
+        recorded(new, stream_id, expected_version + index + 1, position)
+        for index, (new, position) in enumerate(zip(events, positions, strict=True))
+    ]
+    return await readmodel.apply(conn, stored)
+
+
+Decision = Callable[[RunView], list[RunEvent]]
+
+
+async def decide(
+    conn: asyncpg.Connection,
+    store: EventStore,
+    run_id: str,
+    result_ids: set[str] | None,
+    decision: Decision,
+    *,
+    metadata: Metadata,
+    organisation_id: str | None = None,
+) -> tuple[RunView, WorkflowTestRun] | None:
+    """Run a decision on the locked, current state of a run, in the caller's transaction.
+
+    Args:
+        conn: a connection inside a transaction.
+        store: the event store.
+        run_id: the run.
+        result_ids: the results the decision reads (None: all of them).
+        decision: the pure function from the run's state to the events to append.
+        metadata: the events' metadata.
+        organisation_id: when given, a run of another organisation does not exist.
+
+    Returns the state the decision saw and the run after its events (None
+    when the run does not exist). When the events leave every test terminal,
+    `run.completed` is appended with them.
+    """
+    await enter_as_writer(conn)
+    loaded = await readmodel.load(conn, run_id, result_ids, lock=True)
+    if loaded is None or organisation_id not in (None, loaded[0]):
+        return None
+    _, view = loaded
+    decided = decision(view)
+    if not decided:
+        return view, view.run
+    decided += _completion(view, decided, metadata)
+    events = [NewEvent(event=event, metadata=metadata) for event in decided]
+    run = await append_and_project(conn, store, stream_of(run_id), events, view.version)
+    return view, run
+
+
+def _completion(view: RunView, decided: list[RunEvent], metadata: Metadata) -> list[RunEvent]:
+    """`run.completed` when the decided events make every test of a running run terminal."""
+    run = view.run
+    results = dict(view.results)
+    stream = stream_of(run.id)
+    for index, event in enumerate(decided):
+        new = NewEvent(event=event, metadata=metadata)
+        run, touched = step(run, results, recorded(new, stream, view.version + index + 1, 0))
+        for result in touched:
+            results[result.id] = result
+    if isinstance(run.lifecycle, TERMINAL):
+        return []
+    lifecycle = run.counts.lifecycle_counts
+    if lifecycle.pending + lifecycle.queued + lifecycle.running == 0:
+        return [RunCompleted()]
+    return []

@@ -1,0 +1,146 @@
+"""The runner's commands: start claimed tests, record outcomes. Decisions are pure.
+
+Both run inside `commands.decide`, on the locked current state of the run, so
+they refuse what the state forbids: no start after the run ended, no second
+outcome for a test, no attempt past the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from events.store import EventStore
+from events.types import (
+    Metadata,
+    RunEvent,
+    TestBlocked,
+    TestErrored,
+    TestFailed,
+    TestPassed,
+    TestStarted,
+)
+from projections.fold import RunView
+from projections.resources import TERMINAL, Running
+from service.commands import decide
+from service.queue import Claim
+
+Outcome = TestPassed | TestFailed | TestBlocked | TestErrored
+
+_DELETE_CLAIMS = "DELETE FROM test_queue WHERE result_id = ANY ($1::text[])"
+
+
+def decide_starts(
+    view: RunView, claims: Sequence[Claim], worker: str, max_attempts: int
+) -> tuple[list[RunEvent], list[Claim], list[str]]:
+    """What to record for claimed tests: the events, the claims to execute, the rows to drop.
+
+    A claim past `max_attempts` (its earlier runners died) is `test.errored`.
+    After the run ended nothing starts; a test still `running` then (its runner
+    was lost) is `test.errored` so the run's counts can settle.
+    """
+    events: list[RunEvent] = []
+    execute: list[Claim] = []
+    drop: list[str] = []
+    run_over = isinstance(view.run.lifecycle, TERMINAL)
+    for claim in claims:
+        result = view.results.get(claim.result_id)
+        if result is None or isinstance(result.lifecycle, TERMINAL):
+            drop.append(claim.result_id)
+            continue
+        test_id = result.test_id
+        if run_over:
+            if isinstance(result.lifecycle, Running):
+                events.append(
+                    TestErrored(
+                        result_id=claim.result_id,
+                        test_id=test_id,
+                        message="its runner was lost after the run ended",
+                        attempts=claim.attempt - 1,
+                    )
+                )
+            else:
+                drop.append(claim.result_id)
+            continue
+        if claim.attempt > max_attempts:
+            events.append(
+                TestErrored(
+                    result_id=claim.result_id,
+                    test_id=test_id,
+                    message=f"no runner finished it in {max_attempts} attempts",
+                    attempts=max_attempts,
+                )
+            )
+            continue
+        events.append(
+            TestStarted(
+                result_id=claim.result_id, test_id=test_id, attempt=claim.attempt, worker=worker
+            )
+        )
+        execute.append(claim)
+    return events, execute, drop
+
+
+def decide_outcomes(view: RunView, outcomes: Sequence[Outcome]) -> list[RunEvent]:
+    """The outcomes that still apply: one per test, and none for a terminal test."""
+    events: list[RunEvent] = []
+    seen: set[str] = set()
+    for outcome in outcomes:
+        result = view.results.get(outcome.result_id)
+        if result is None or isinstance(result.lifecycle, TERMINAL) or outcome.result_id in seen:
+            continue
+        seen.add(outcome.result_id)
+        events.append(outcome)
+    return events
+
+
+async def start(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    run_id: str,
+    claims: Sequence[Claim],
+    *,
+    worker: str,
+    max_attempts: int,
+    metadata: Metadata,
+) -> list[Claim]:
+    """Record `test.started` for a run's claimed tests; return the claims to execute."""
+    execute: list[Claim] = []
+    drop: list[str] = []
+
+    def decision(view: RunView) -> list[RunEvent]:
+        events, chosen, dropped = decide_starts(view, claims, worker, max_attempts)
+        execute.extend(chosen)
+        drop.extend(dropped)
+        return events
+
+    async with pool.acquire() as conn, conn.transaction():
+        decided = await decide(
+            conn, store, run_id, {c.result_id for c in claims}, decision, metadata=metadata
+        )
+        if decided is None:
+            drop = [c.result_id for c in claims]
+        if drop:
+            await conn.execute(_DELETE_CLAIMS, drop)
+    return execute
+
+
+async def record(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    run_id: str,
+    outcomes: Sequence[Outcome],
+    *,
+    metadata: Metadata,
+) -> None:
+    """Record the outcomes of a run's tests (and `run.completed` with the last)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await decide(
+            conn,
+            store,
+            run_id,
+            {o.result_id for o in outcomes},
+            lambda view: decide_outcomes(view, outcomes),
+            metadata=metadata,
+        )
