@@ -107,6 +107,8 @@ class RunCreated(Event, tag="run.created", kw_only=True, frozen=True):
     validity_fingerprint: str
     input_fingerprint: str
     engine_fingerprint: str
+    # The workflow's revision when the tests were snapshotted (added later: 0 = unknown).
+    workflow_revision: int = 0
 
 
 class RunQueued(Event, tag="run.queued", kw_only=True, frozen=True):

@@ -34,6 +34,7 @@ RUN_COLUMNS = (
     "created_at",
     "version",
     "resource",
+    "workflow_revision",
 )
 RESULT_COLUMNS = (
     "id",
@@ -70,8 +71,8 @@ _DEQUEUE = "DELETE FROM test_queue WHERE result_id = ANY ($1::text[])"
 
 _UPSERT_RUN = """
 INSERT INTO test_runs (id, organisation_id, workflow_id, test_id, target_block_id, status,
-                       trigger_type, created_at, version, resource)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                       trigger_type, created_at, version, resource, workflow_revision)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (id) DO UPDATE
    SET status = EXCLUDED.status, version = EXCLUDED.version, resource = EXCLUDED.resource
 """
@@ -86,8 +87,10 @@ ON CONFLICT (id) DO UPDATE
 """
 
 
-def run_row(organisation_id: str, run: WorkflowTestRun, version: int) -> tuple[Any, ...]:
-    """The `test_runs` row of a run, in RUN_COLUMNS order."""
+def run_row(
+    organisation_id: str, run: WorkflowTestRun, version: int, workflow_revision: int = 0
+) -> tuple[Any, ...]:
+    """The `test_runs` row of a run, in RUN_COLUMNS order (an update keeps the revision)."""
     return (
         run.id,
         organisation_id,
@@ -99,6 +102,7 @@ def run_row(organisation_id: str, run: WorkflowTestRun, version: int) -> tuple[A
         run.timing.created_at,
         version,
         _encode(run),
+        workflow_revision,
     )
 
 
@@ -174,6 +178,64 @@ async def load(
     return row["organisation_id"], view
 
 
+class Projection:
+    """Events folded onto a run's stored state, and the rows they change, ready to write.
+
+    The commands fold their decided events here once: to see whether the run
+    completes, and then to write exactly the rows that changed.
+    """
+
+    def __init__(self, organisation_id: str, view: RunView | None = None) -> None:
+        self.organisation_id = organisation_id
+        self.run = view.run if view is not None else None
+        self.results = dict(view.results) if view is not None else {}
+        self.version = view.version if view is not None else 0
+        self.changed: dict[str, tuple[WorkflowTestResult, int]] = {}
+        self.placement: dict[str, tuple[int, str]] = {}
+        self.enqueue: list[tuple[Any, ...]] = []
+        self.workflow_revision = 0
+
+    def add(self, event: RecordedEvent) -> None:
+        """Fold one more event (one the state already reflects changes nothing)."""
+        if event.version <= self.version:
+            return
+        if isinstance(event.event, RunCreated):
+            self.placement = {
+                test.result_id: (index, test.validity_fingerprint)
+                for index, test in enumerate(event.event.tests)
+            }
+            self.enqueue = queue_rows(event.event, event.occurred_at)
+            self.workflow_revision = event.event.workflow_revision
+        self.run, touched = step(self.run, self.results, event)
+        for result in touched:
+            self.results[result.id] = result
+            self.changed[result.id] = (result, event.version)
+        self.version = event.version
+
+    async def write(self, conn: asyncpg.Connection) -> WorkflowTestRun:
+        """Write the changed rows; return the run as it now is."""
+        run = self.run
+        if run is None:
+            msg = "nothing to project"
+            raise LookupError(msg)
+        org = self.organisation_id
+        await conn.execute(_UPSERT_RUN, *run_row(org, run, self.version, self.workflow_revision))
+        if self.changed:
+            rows = [
+                result_row(org, result, at, *self.placement.get(result.id, (0, "")))
+                for result, at in self.changed.values()
+            ]
+            await conn.execute(_UPSERT_RESULTS, *(list(c) for c in zip(*rows, strict=True)))
+        if self.enqueue:
+            columns = [list(column) for column in zip(*self.enqueue, strict=True)]
+            await conn.execute(_ENQUEUE, *columns[:6])  # available_at is enqueued_at
+        else:
+            finished = [r.id for r, _ in self.changed.values() if isinstance(r.lifecycle, TERMINAL)]
+            if finished:
+                await conn.execute(_DEQUEUE, finished)
+        return run
+
+
 async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> WorkflowTestRun:
     """Project freshly appended events of one run stream; return the run as it now is.
 
@@ -181,51 +243,16 @@ async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> Wo
     """
     first = events[0]
     if isinstance(first.event, RunCreated):
-        organisation_id = first.event.organisation_id
-        run: WorkflowTestRun | None = None
-        results: dict[str, WorkflowTestResult] = {}
-        version = 0
+        projection = Projection(first.event.organisation_id)
     else:
         loaded = await load(conn, _run_id(first.stream_id), results_needed(events))
         if loaded is None:
             msg = f"no read model for {first.stream_id}"
             raise LookupError(msg)
-        organisation_id, view = loaded
-        run, results, version = view.run, dict(view.results), view.version
-    positions: dict[str, tuple[int, str]] = {}
-    changed: dict[str, tuple[WorkflowTestResult, int]] = {}
-    enqueue: list[tuple[Any, ...]] = []
+        projection = Projection(*loaded)
     for event in events:
-        if event.version <= version:
-            continue  # already reflected
-        if isinstance(event.event, RunCreated):
-            positions = {
-                test.result_id: (index, test.validity_fingerprint)
-                for index, test in enumerate(event.event.tests)
-            }
-            enqueue = queue_rows(event.event, event.occurred_at)
-        run, touched = step(run, results, event)
-        for result in touched:
-            results[result.id] = result
-            changed[result.id] = (result, event.version)
-        version = event.version
-    if run is None:
-        msg = f"{first.stream_id}: nothing to project"
-        raise LookupError(msg)
-    await conn.execute(_UPSERT_RUN, *run_row(organisation_id, run, version))
-    if changed:
-        rows = [
-            result_row(organisation_id, result, at, *positions.get(result.id, (0, "")))
-            for result, at in changed.values()
-        ]
-        await conn.execute(_UPSERT_RESULTS, *(list(column) for column in zip(*rows, strict=True)))
-    if enqueue:
-        columns = [list(column) for column in zip(*enqueue, strict=True)]
-        await conn.execute(_ENQUEUE, *columns[:6])  # available_at is enqueued_at
-    finished = [r.id for r, _ in changed.values() if isinstance(r.lifecycle, TERMINAL)]
-    if finished and not enqueue:
-        await conn.execute(_DEQUEUE, finished)
-    return run
+        projection.add(event)
+    return await projection.write(conn)
 
 
 def _run_id(stream_id: str) -> str:

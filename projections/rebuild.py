@@ -136,7 +136,7 @@ def rows_of_stream(events: Iterable[RecordedEvent]) -> StreamRows | None:
     organisation_id = created.organisation_id
     waiting = {rid for rid, result in results.items() if not isinstance(result.lifecycle, TERMINAL)}
     return StreamRows(
-        run=run_row(organisation_id, run, version),
+        run=run_row(organisation_id, run, version, created.workflow_revision),
         results=[
             result_row(organisation_id, result, result_versions[rid], *placement[rid])
             for rid, result in results.items()

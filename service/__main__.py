@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -14,8 +16,11 @@ from service import db, keys
 from service import logging as service_logging
 from service.app import create_app
 from service.config import Config
+from service.runner import Runner
 
 log = structlog.get_logger("service")
+
+T = TypeVar("T")
 
 
 def resolve_dsn(config: Config) -> str:
@@ -25,8 +30,16 @@ def resolve_dsn(config: Config) -> str:
     return db.start_embedded(config.data_dir.resolve() / "postgres")
 
 
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
 async def serve(config: Config) -> None:
-    """Migrate, make sure a key exists, and serve until SIGTERM or SIGINT."""
+    """Migrate, make sure a key exists, serve (and run tests) until SIGTERM or SIGINT."""
     dsn = resolve_dsn(config)
     await db.migrate(dsn)
     pool = await db.create_pool(dsn, min_size=config.db_pool_min, max_size=config.db_pool_max)
@@ -34,20 +47,44 @@ async def serve(config: Config) -> None:
         key = await keys.bootstrap(pool, config.bootstrap_api_key)
         if key is not None:
             print(f"Created an organisation and its API key (shown once): {key}", flush=True)
-        runner = web.AppRunner(create_app(pool, config), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port)
+        http = web.AppRunner(create_app(pool, config), access_log=None)
+        await http.setup()
+        site = web.TCPSite(http, config.host, config.port)
         await site.start()
         log.info("serving", url=f"http://{config.host}:{config.port}")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop = _stop_on_signals()
+        tests = None
+        if config.runner_enabled:
+            tests = asyncio.create_task(Runner(pool, config, dsn).run(stop))
         await stop.wait()
         log.info("shutting_down")
-        await runner.cleanup()
+        # In-flight requests finish; the runner finishes or releases its tests.
+        await http.cleanup()
+        if tests is not None:
+            await tests
     finally:
         await pool.close()
+
+
+async def work(config: Config) -> None:
+    """Run tests (no HTTP) until SIGTERM or SIGINT: one more runner on the same database."""
+    dsn = resolve_dsn(config)
+    await db.migrate(dsn)
+    pool = await db.create_pool(dsn, min_size=config.db_pool_min, max_size=config.db_pool_max)
+    try:
+        await Runner(pool, config, dsn).run(_stop_on_signals())
+    finally:
+        await pool.close()
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    """Run the service's coroutine on uvloop when it is installed."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return asyncio.run(main)
+    result: T = uvloop.run(main)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="migrate and serve the API")
+    commands.add_parser("worker", help="run tests from the queue (no HTTP)")
     commands.add_parser("migrate", help="apply pending migrations and exit")
     replay = commands.add_parser("replay-run", help="print a run's events and its state after each")
     replay.add_argument("run_id")
@@ -72,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     config = Config.from_env()
     service_logging.configure(config.log_format, config.log_level)
     if args.command == "serve":
-        asyncio.run(serve(config))
+        _run(serve(config))
+        return 0
+    if args.command == "worker":
+        _run(work(config))
         return 0
     if args.command == "migrate":
         asyncio.run(db.migrate(resolve_dsn(config)))

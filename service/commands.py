@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from events.store import EventStore
-from events.types import Metadata, NewEvent, RecordedEvent, RunCompleted, RunEvent
+from events.types import Metadata, NewEvent, RecordedEvent, RunCompleted, RunEvent, utcnow
 from projections import readmodel
-from projections.fold import RunView, step
+from projections.fold import RunView
 from projections.rebuild import WRITERS_LOCK
 from projections.resources import TERMINAL, WorkflowTestRun
 
@@ -67,7 +67,9 @@ async def append_and_project(
     return await readmodel.apply(conn, stored)
 
 
-Decision = Callable[[RunView], list[RunEvent]]
+# A decision returns events, bare (they happen now) or with their envelope
+# (a runner's outcome happened when the test finished, not when it is recorded).
+Decision = Callable[[RunView], Sequence[RunEvent | NewEvent]]
 
 
 async def decide(
@@ -99,29 +101,37 @@ async def decide(
     loaded = await readmodel.load(conn, run_id, result_ids, lock=True)
     if loaded is None or organisation_id not in (None, loaded[0]):
         return None
-    _, view = loaded
+    org, view = loaded
     decided = decision(view)
     if not decided:
         return view, view.run
-    decided += _completion(view, decided, metadata)
-    events = [NewEvent(event=event, metadata=metadata) for event in decided]
-    run = await append_and_project(conn, store, stream_of(run_id), events, view.version)
-    return view, run
+    now = utcnow()
+    events = [
+        item
+        if isinstance(item, NewEvent)
+        else NewEvent(event=item, metadata=metadata, occurred_at=now)
+        for item in decided
+    ]
+    # Fold the decision once: it tells whether the run completes, and it is
+    # what the read models get (no reload after the append).
+    projection = readmodel.Projection(org, view)
+    stream = stream_of(run_id)
+    for index, new in enumerate(events):
+        projection.add(recorded(new, stream, view.version + index + 1, 0))
+    if _completes(projection):
+        # The run completes when its last test does.
+        last = max(event.occurred_at for event in events)
+        done = NewEvent(event=RunCompleted(), metadata=metadata, occurred_at=last)
+        events.append(done)
+        projection.add(recorded(done, stream, view.version + len(events), 0))
+    await store.append(stream, events, view.version, conn=conn)
+    return view, await projection.write(conn)
 
 
-def _completion(view: RunView, decided: list[RunEvent], metadata: Metadata) -> list[RunEvent]:
-    """`run.completed` when the decided events make every test of a running run terminal."""
-    run = view.run
-    results = dict(view.results)
-    stream = stream_of(run.id)
-    for index, event in enumerate(decided):
-        new = NewEvent(event=event, metadata=metadata)
-        run, touched = step(run, results, recorded(new, stream, view.version + index + 1, 0))
-        for result in touched:
-            results[result.id] = result
-    if isinstance(run.lifecycle, TERMINAL):
-        return []
+def _completes(projection: readmodel.Projection) -> bool:
+    """Whether the folded events made every test of a run that is still going terminal."""
+    run = projection.run
+    if run is None or isinstance(run.lifecycle, TERMINAL):
+        return False
     lifecycle = run.counts.lifecycle_counts
-    if lifecycle.pending + lifecycle.queued + lifecycle.running == 0:
-        return [RunCompleted()]
-    return []
+    return lifecycle.pending + lifecycle.queued + lifecycle.running == 0

@@ -34,6 +34,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     embeddings_url: str | None = None
     max_answer_bytes: int = 10 * 1024 * 1024
     shutdown_grace_s: float = 10.0
+    lease_margin_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -100,4 +101,5 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             embeddings_url=env.get("EMBEDDINGS_URL") or None,
             max_answer_bytes=integer("MAX_ANSWER_BYTES", 10 * 1024 * 1024),
             shutdown_grace_s=number("SHUTDOWN_GRACE_S", 10.0),
+            lease_margin_s=number("LEASE_MARGIN_S", 30.0),
         )

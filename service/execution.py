@@ -14,6 +14,7 @@ import asyncpg
 from events.store import EventStore
 from events.types import (
     Metadata,
+    NewEvent,
     RunEvent,
     TestBlocked,
     TestErrored,
@@ -82,17 +83,25 @@ def decide_starts(
     return events, execute, drop
 
 
-def decide_outcomes(view: RunView, outcomes: Sequence[Outcome]) -> list[RunEvent]:
+def decide_outcomes(view: RunView, outcomes: Sequence[NewEvent]) -> list[NewEvent]:
     """The outcomes that still apply: one per test, and none for a terminal test."""
-    events: list[RunEvent] = []
+    events: list[NewEvent] = []
     seen: set[str] = set()
     for outcome in outcomes:
-        result = view.results.get(outcome.result_id)
-        if result is None or isinstance(result.lifecycle, TERMINAL) or outcome.result_id in seen:
+        result_id = _result_id(outcome.event)
+        result = view.results.get(result_id)
+        if result is None or isinstance(result.lifecycle, TERMINAL) or result_id in seen:
             continue
-        seen.add(outcome.result_id)
+        seen.add(result_id)
         events.append(outcome)
     return events
+
+
+def _result_id(event: RunEvent) -> str:
+    if isinstance(event, TestPassed | TestFailed | TestBlocked | TestErrored):
+        return event.result_id
+    msg = f"not an outcome: {type(event).__name__}"
+    raise TypeError(msg)
 
 
 async def start(
@@ -130,17 +139,25 @@ async def record(
     pool: asyncpg.Pool,
     store: EventStore,
     run_id: str,
-    outcomes: Sequence[Outcome],
+    outcomes: Sequence[NewEvent],
     *,
     metadata: Metadata,
 ) -> None:
-    """Record the outcomes of a run's tests (and `run.completed` with the last)."""
+    """Record the outcomes (events with the time each test ended) of a run's tests.
+
+    The decision that makes the last test terminal also appends `run.completed`.
+    """
     async with pool.acquire() as conn, conn.transaction():
         await decide(
             conn,
             store,
             run_id,
-            {o.result_id for o in outcomes},
+            {_result_id(o.event) for o in outcomes},
             lambda view: decide_outcomes(view, outcomes),
             metadata=metadata,
         )
+
+
+def result_id_of(outcome: NewEvent) -> str:
+    """The result an outcome event is about."""
+    return _result_id(outcome.event)

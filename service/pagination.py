@@ -1,9 +1,10 @@
-"""Keyset pagination on `(created_at, id)`, the same for every list.
+"""Keyset pagination, the same for every list.
 
 Query: `before`, `after` (opaque cursors; both at once is 400), `limit`
 (1..100), `order` (`asc`|`desc`, default `desc`). Response:
 `{"data": [...], "list_metadata": {"before": ..., "after": ...}}` where `after`
-is null exactly when there is no next page.
+is null exactly when there is no next page. Items are ordered by a key column
+and then `id` (`created_at` for most lists; a result's position in its run).
 """
 
 from __future__ import annotations
@@ -24,34 +25,34 @@ MAX_LIMIT = 100
 
 
 class PageQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """The pagination part of a list's query string."""
+    """The pagination part of a list's query string (cursors still opaque)."""
 
-    before: tuple[datetime, str] | None = None
-    after: tuple[datetime, str] | None = None
+    before: str | None = None
+    after: str | None = None
     limit: int = 20
     order: Literal["asc", "desc"] = "desc"
 
 
-def encode_cursor(created_at: datetime, item_id: str) -> str:
-    """An opaque cursor for the item `(created_at, id)`."""
-    raw = msgspec.json.encode([created_at, item_id])
+def encode_cursor(key: Any, item_id: str) -> str:
+    """An opaque cursor for the item `(key, id)`."""
+    raw = msgspec.json.encode([key, item_id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(name: str, value: str) -> tuple[datetime, str]:
+def _decode_cursor(name: str, value: str, key_type: type) -> tuple[Any, str]:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        created_at, item_id = msgspec.json.decode(raw, type=tuple[datetime, str])
+        key, item_id = msgspec.json.decode(raw, type=tuple[key_type, str])  # type: ignore[valid-type]
     except (binascii.Error, ValueError, msgspec.DecodeError) as error:
         raise ApiError(
             400, "invalid_cursor", f"`{name}` is not a cursor this API issued"
         ) from error
-    return created_at, item_id
+    return key, item_id
 
 
 def parse(query: Mapping[str, str], default_limit: int = 20) -> PageQuery:
     """Read `before`, `after`, `limit` and `order` from a query string."""
-    before, after = query.get("before"), query.get("after")
+    before, after = query.get("before") or None, query.get("after") or None
     if before and after:
         raise ApiError(400, "invalid_pagination", "`before` and `after` cannot be used together")
     raw_limit = query.get("limit")
@@ -71,10 +72,7 @@ def parse(query: Mapping[str, str], default_limit: int = 20) -> PageQuery:
             ["query", "order"], "order must be `asc` or `desc`", "literal_error"
         )
     return PageQuery(
-        before=_decode_cursor("before", before) if before else None,
-        after=_decode_cursor("after", after) if after else None,
-        limit=limit,
-        order="asc" if order == "asc" else "desc",
+        before=before, after=after, limit=limit, order="asc" if order == "asc" else "desc"
     )
 
 
@@ -83,27 +81,30 @@ async def fetch_page(
     select: str,
     params: Sequence[Any],
     page: PageQuery,
+    *,
+    key: str = "created_at",
+    key_type: type = datetime,
 ) -> tuple[list[asyncpg.Record], ListMetadata]:
-    """One page of `select`, a query ending in a WHERE clause that returns `created_at`, `id`."""
+    """One page of `select`: a query ending in a WHERE clause that returns `key` and `id`."""
     forward = page.before is None
     ascending = (page.order == "asc") == forward
-    cursor = page.after if forward else page.before
+    raw_cursor = page.after if forward else page.before
     args = list(params)
     sql = select
-    if cursor is not None:
-        args.extend(cursor)
+    if raw_cursor is not None:
+        args.extend(_decode_cursor("after" if forward else "before", raw_cursor, key_type))
         comparison = ">" if ascending else "<"
-        sql += f" AND (created_at, id) {comparison} (${len(args) - 1}, ${len(args)})"
+        sql += f" AND ({key}, id) {comparison} (${len(args) - 1}, ${len(args)})"
     direction = "ASC" if ascending else "DESC"
     args.append(page.limit + 1)
-    sql += f" ORDER BY created_at {direction}, id {direction} LIMIT ${len(args)}"
+    sql += f" ORDER BY {key} {direction}, id {direction} LIMIT ${len(args)}"
     rows = list(await conn.fetch(sql, *args))
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     if not forward:
         rows.reverse()
-    first = encode_cursor(rows[0]["created_at"], rows[0]["id"]) if rows else None
-    last = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if rows else None
+    first = encode_cursor(rows[0][key], rows[0]["id"]) if rows else None
+    last = encode_cursor(rows[-1][key], rows[-1]["id"]) if rows else None
     if forward:
         metadata = ListMetadata(
             before=first if page.after is not None else None, after=last if more else None

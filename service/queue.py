@@ -51,9 +51,7 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     task: TestSnapshot
 
 
-async def claim(
-    pool: asyncpg.Pool, worker: str, limit: int, lease_seconds: float
-) -> list[Claim]:
+async def claim(pool: asyncpg.Pool, worker: str, limit: int, lease_seconds: float) -> list[Claim]:
     """Lease up to `limit` claimable tests for `lease_seconds`."""
     rows = await pool.fetch(_CLAIM, worker, limit, lease_seconds)
     return [

@@ -90,6 +90,22 @@ async def get_workflow(
     return _workflow(row)
 
 
+async def lock_workflow(
+    conn: asyncpg.Connection, organisation_id: str, workflow_id: str
+) -> tuple[Workflow, int]:
+    """The workflow and its revision, held (FOR SHARE) so no block or test changes
+    until the transaction ends: a run snapshots one consistent draft."""
+    row = await conn.fetchrow(
+        f"SELECT {_WORKFLOW_COLUMNS}, revision FROM workflows"
+        " WHERE organisation_id = $1 AND id = $2 FOR SHARE",
+        organisation_id,
+        workflow_id,
+    )
+    if row is None:
+        raise workflow_not_found(workflow_id)
+    return _workflow(row), row["revision"]
+
+
 WORKFLOW_LIST = f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE organisation_id = $1"
 
 
@@ -165,7 +181,7 @@ async def _touch_draft(
     """A change to a workflow's blocks makes a new draft version id."""
     updated = await conn.fetchval(
         """
-        UPDATE workflows SET draft_version_id = $3, updated_at = $4
+        UPDATE workflows SET draft_version_id = $3, updated_at = $4, revision = revision + 1
          WHERE organisation_id = $1 AND id = $2
         RETURNING id
         """,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.handlers import health, runs, tests, workflows
+from service.handlers import health, results, runs, tests, workflows
 
 
 def add_routes(app: web.Application) -> None:
@@ -23,6 +23,10 @@ def add_routes(app: web.Application) -> None:
             # Test runs
             web.post("/v1/workflows/tests/runs", runs.create_run),
             web.get("/v1/workflows/tests/runs/{run_id}", runs.get_run),
+            web.post("/v1/workflows/tests/runs/{run_id}/cancel", runs.cancel_run),
+            # Results
+            web.get("/v1/workflows/tests/results", results.list_results),
+            web.get("/v1/workflows/tests/results/{result_id}", results.get_result),
             # After the fixed paths above, so `blocks` and `tests` are not workflow ids.
             web.get("/v1/workflows/{workflow_id}", workflows.get_workflow),
         ]

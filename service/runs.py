@@ -42,7 +42,7 @@ async def create_run(
     """Snapshot the scope's saved tests against the current draft and record `run.created`."""
     async with pool.acquire() as conn, conn.transaction():
         await enter_as_writer(conn)
-        workflow = await registry.get_workflow(conn, organisation_id, body.workflow_id)
+        workflow, revision = await registry.lock_workflow(conn, organisation_id, body.workflow_id)
         scope = body.scope
         test_id = scope.test_id if isinstance(scope, SingleScope) else None
         block_id = scope.block_id if isinstance(scope, BlockScope) else None
@@ -107,6 +107,7 @@ async def create_run(
             engine_fingerprint=fingerprints.combined(
                 (s.block_id, s.block_config_fingerprint) for s in snapshots
             ),
+            workflow_revision=revision,
         )
         return await append_and_project(
             conn, store, stream_of(run_id), [NewEvent(event=created, metadata=metadata)], 0
@@ -115,9 +116,14 @@ async def create_run(
 
 # Freshness compares what each test of the run tested with what the current
 # draft would test, at read time, so it is right the moment a block or test changes.
+# Freshness compares what each test of the run tested with what the current
+# draft would test, at read time, so it is right the moment a block or test
+# changes. While the workflow is at the revision the run snapshotted, nothing
+# changed: the one-time filter skips the comparison of every test.
 _GET_RUN = """
 SELECT r.resource, f.engine_changed, f.inputs_changed, f.validity_changed
   FROM test_runs r
+  LEFT JOIN workflows w ON w.organisation_id = r.organisation_id AND w.id = r.workflow_id
  CROSS JOIN LATERAL (
     SELECT coalesce(bool_or(b.id IS NULL
                             OR b.config_fingerprint <> x.resource->>'block_config_fingerprint'),
@@ -131,7 +137,7 @@ SELECT r.resource, f.engine_changed, f.inputs_changed, f.validity_changed
       FROM test_results x
       LEFT JOIN workflow_tests t ON t.organisation_id = x.organisation_id AND t.id = x.test_id
       LEFT JOIN blocks b ON b.organisation_id = x.organisation_id AND b.id = x.block_id
-     WHERE x.run_id = r.id
+     WHERE x.run_id = r.id AND w.revision IS DISTINCT FROM r.workflow_revision
  ) f
  WHERE r.id = $1 AND r.organisation_id = $2
 """

@@ -12,7 +12,8 @@ CREATE TABLE test_runs (
     trigger_type    text NOT NULL,
     created_at      timestamptz NOT NULL,
     version         bigint NOT NULL,
-    resource        jsonb NOT NULL
+    resource        jsonb NOT NULL,
+    workflow_revision bigint NOT NULL DEFAULT 0
 );
 
 CREATE INDEX test_runs_list_idx ON test_runs (organisation_id, created_at, id);

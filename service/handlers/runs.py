@@ -30,3 +30,15 @@ async def get_run(request: web.Request) -> web.Response:
     """`GET /v1/workflows/tests/runs/{run_id}`: the run, with its freshness now."""
     run = await runs.get_run(request.app[POOL], organisation(request), request.match_info["run_id"])
     return json_response(run)
+
+
+async def cancel_run(request: web.Request) -> web.Response:
+    """`POST /v1/workflows/tests/runs/{run_id}/cancel`: 200 with the cancelled run."""
+    run = await runs.cancel_run(
+        request.app[POOL],
+        request.app[STORE],
+        organisation_id=organisation(request),
+        run_id=request.match_info["run_id"],
+        metadata=metadata(request),
+    )
+    return json_response(run)

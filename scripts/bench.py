@@ -1,0 +1,268 @@
+"""The benchmark behind scripts/bench: workloads measured several times, reported as medians.
+
+Workloads:
+  execution  one run of N no-op `function` tests through `python -m service serve`
+             (the in-process runner): tests/s from the create request to the
+             run's completion, and the server's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import msgspec
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "rtk_bench_" + uuid.uuid4().hex
+
+
+def _with_database(dsn: str, name: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+async def _admin_dsn() -> str:
+    explicit = os.environ.get("DATABASE_URL")
+    if explicit:
+        return explicit
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        conn = await asyncpg.connect(local, timeout=3)
+        await conn.close()
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        from service.db import start_embedded  # noqa: PLC0415
+
+        return start_embedded(ROOT / ".data" / "bench-postgres")
+    return local
+
+
+class Database:
+    """A fresh database for one measurement, dropped afterwards."""
+
+    def __init__(self, admin: str) -> None:
+        self.admin = admin
+        self.name = f"bench_{uuid.uuid4().hex[:10]}"
+        self.dsn = _with_database(admin, self.name)
+
+    async def __aenter__(self) -> Database:
+        conn = await asyncpg.connect(self.admin)
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.name}"')
+        finally:
+            await conn.close()
+        from service import db  # noqa: PLC0415
+
+        await db.migrate(self.dsn)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        conn = await asyncpg.connect(self.admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _seed_tests(dsn: str, count: int) -> str:
+    """A workflow with a no-op function block and `count` saved tests; returns the workflow id."""
+    from service import keys, registry  # noqa: PLC0415
+    from service.db import create_pool  # noqa: PLC0415
+    from service.models import (  # noqa: PLC0415
+        CreateBlockRequest,
+        CreateTestRequest,
+        CreateWorkflowRequest,
+    )
+
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await keys.bootstrap(pool, KEY)
+        org = await pool.fetchval("SELECT id FROM organisations")
+        workflow = await registry.create_workflow(pool, org, CreateWorkflowRequest(name="bench"))
+        async with pool.acquire() as conn:
+            block = await registry.create_block(
+                conn,
+                org,
+                CreateBlockRequest(
+                    workflow_id=workflow.id,
+                    type="function",
+                    config={"entrypoint": "tests.run_functions:noop"},
+                ),
+            )
+            body = msgspec.convert(
+                {
+                    "workflow_id": workflow.id,
+                    "target": {"block_id": block.id},
+                    "source": {
+                        "type": "manual",
+                        "handle_inputs": {"in": {"type": "json", "data": 1}},
+                    },
+                    "assertion": {
+                        "target": {"output_handle_id": "output-json-0"},
+                        "condition": {"kind": "equals", "expected": True},
+                    },
+                },
+                CreateTestRequest,
+            )
+            async with conn.transaction():
+                for _ in range(count):
+                    await registry.create_test(conn, org, body)
+        return workflow.id
+    finally:
+        await pool.close()
+
+
+def _start_server(dsn: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "serve"],
+        env={
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "PORT": str(port),
+            "BOOTSTRAP_API_KEY": KEY,
+            "LOG_LEVEL": "warning",
+            "FUNCTION_MODULES": "tests.run_functions",
+            "PYTHONPATH": str(ROOT),
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(f"{base}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    msg = "the server did not start"
+    raise RuntimeError(msg)
+
+
+async def execution_once(admin: str, tests: int) -> dict[str, float]:
+    """One run of `tests` no-op function tests; tests/s and the server's peak RSS."""
+    async with Database(admin) as database:
+        workflow_id = await _seed_tests(database.dsn, tests)
+        port = _free_port()
+        server = _start_server(
+            database.dsn, port, {"RUNNER_CONCURRENCY": "256", "RUNNER_BATCH": "256"}
+        )
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {KEY}"}
+        try:
+            async with aiohttp.ClientSession(headers=headers) as session:
+                await _wait_healthy(session, base)
+                started = time.perf_counter()
+                async with session.post(
+                    f"{base}/v1/workflows/tests/runs", json={"workflow_id": workflow_id}
+                ) as response:
+                    run = await response.json()
+                while True:
+                    async with session.get(f"{base}/v1/workflows/tests/runs/{run['id']}") as got:
+                        state = await got.json()
+                    if state["lifecycle"]["status"] != "pending" and state["lifecycle"][
+                        "status"
+                    ] not in ("queued", "running"):
+                        break
+                    await asyncio.sleep(0.02)
+                elapsed = time.perf_counter() - started
+            rss = _peak_rss_mb(server.pid)
+            passed = state["counts"]["passed"]
+            if passed != tests:
+                msg = f"expected {tests} passed tests, got {state['counts']}"
+                raise RuntimeError(msg)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+    return {"tests_per_s": tests / elapsed, "seconds": elapsed, "peak_rss_mb": rss}
+
+
+def _summary(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+
+async def main() -> int:
+    """Run the chosen workloads and print the table."""
+    parser = argparse.ArgumentParser(prog="scripts/bench")
+    parser.add_argument("workloads", nargs="*", help="execution (default: all)")
+    parser.add_argument("--runs", type=int, default=3, help="measurements per workload")
+    parser.add_argument("--quick", action="store_true", help="smaller workloads, for development")
+    args = parser.parse_args()
+    admin = await _admin_dsn()
+    rows: list[tuple[str, str, str, str]] = []
+    workloads: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {
+        "execution": lambda: execution_once(admin, 2_000 if args.quick else 10_000),
+    }
+    unknown = set(args.workloads) - set(workloads)
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    for name in args.workloads or list(workloads):
+        samples = []
+        for index in range(args.runs):
+            sample = await workloads[name]()
+            print(
+                f"{name} #{index + 1}: " + ", ".join(f"{k}={v:,.1f}" for k, v in sample.items()),
+                file=sys.stderr,
+            )
+            samples.append(sample)
+        if name == "execution":
+            tests = 2_000 if args.quick else 10_000
+            rate = [s["tests_per_s"] for s in samples]
+            rss = [s["peak_rss_mb"] for s in samples]
+            rows.append(
+                (
+                    f"execution: one run of {tests:,} no-op function tests (tests/s)",
+                    _summary(rate),
+                    "goal ≥ 2,000",
+                    f"{statistics.median(rate) / 2000:.2f}x goal",
+                )
+            )
+            rows.append(
+                (
+                    "execution: server peak RSS (MB)",
+                    _summary(rss),
+                    "goal < 300",
+                    f"{statistics.median(rss) / 300:.2f}x limit",
+                )
+            )
+    print(f"\n{args.runs} runs each, median (min-max); {os.cpu_count()} cores\n")
+    print("| workload | ours | reference | ratio |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

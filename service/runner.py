@@ -1,0 +1,306 @@
+"""The runner: claims tests, executes their blocks, evaluates, records outcomes.
+
+One runner runs inside `python -m service serve` by default; any number more run
+as `python -m service worker` processes on the same database. Each holds at most
+`RUNNER_CONCURRENCY` tests at a time (claimed and not yet recorded), and batches
+its writes per run: one append starts every test it claimed of a run, one
+append records every outcome that finished in the same short window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import aiohttp
+import asyncpg
+import structlog
+
+from events.store import EventStore
+from events.types import (
+    AssertionFailure,
+    AssertionResult,
+    Metadata,
+    NewEvent,
+    TestBlocked,
+    TestErrored,
+    TestFailed,
+    TestPassed,
+    TestSnapshot,
+)
+from service import assertions, execution, executors, queue
+from service.config import Config
+from service.execution import Outcome
+
+log = structlog.get_logger("service.runner")
+
+_IDLE_POLL_S = 0.25  # how often an idle runner looks for work without a NOTIFY
+_FLUSH_EVERY_S = 0.02  # how long an outcome may wait to be batched with others
+_OUTCOMES: dict[str, type[TestPassed | TestFailed | TestBlocked]] = {
+    "passed": TestPassed,
+    "failed": TestFailed,
+    "blocked": TestBlocked,
+}
+
+
+def worker_name() -> str:
+    """A name for this runner in leases and events: host, process, and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Runner:
+    """Execute queued tests until stopped.
+
+    Args:
+        pool: the database pool.
+        config: the settings (concurrency, batch, timeouts, executors, judge).
+        dsn: where to LISTEN for wake-ups (NOTIFY on `events`); polling covers
+            a missed or impossible notification.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, config: Config, dsn: str | None = None) -> None:
+        self.pool = pool
+        self.store = EventStore(pool)
+        self.config = config
+        self.dsn = dsn
+        self.worker = worker_name()
+        self.metadata = Metadata(actor=f"runner:{self.worker}")
+        # A lease outlives the test's timeout by a margin: time to record the outcome.
+        self.lease_s = config.test_timeout_s + config.lease_margin_s
+        self._held = 0  # tests claimed and not yet recorded or released
+        self._changed = asyncio.Event()  # a slot was freed, or work may have arrived
+        self._outcomes: dict[str, list[NewEvent]] = defaultdict(list)
+        self._flush_now = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._claimed: dict[str, queue.Claim] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and execute until `stop` is set; then finish or release what is held."""
+        timeout = aiohttp.ClientTimeout(total=self.config.test_timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            self._settings = executors.ExecutorSettings(
+                session=session,
+                block_runtime_url=self.config.block_runtime_url,
+                function_modules=self.config.function_modules,
+                max_answer_bytes=self.config.max_answer_bytes,
+                default_timeout_s=self.config.test_timeout_s,
+            )
+            self._services = assertions.AssertionServices(
+                judge_url=self.config.judge_url,
+                embeddings_url=self.config.embeddings_url,
+                session=session,
+            )
+            listener = await self._listen()
+            flusher = asyncio.create_task(self._flush_loop())
+            log.info(
+                "runner_started", worker=self.worker, concurrency=self.config.runner_concurrency
+            )
+            try:
+                await self._claim_loop(stop)
+            finally:
+                await self._drain()
+                flusher.cancel()
+                await asyncio.gather(flusher, return_exceptions=True)
+                await self._flush()
+                if listener is not None:
+                    await listener.close()
+                log.info("runner_stopped", worker=self.worker)
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        if self.dsn is None:
+            return None
+        try:
+            conn = await asyncpg.connect(self.dsn)
+            await conn.add_listener("events", lambda *_: self._changed.set())
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("runner_listen_failed", error=str(error))
+            return None
+        return conn
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            free = self.config.runner_concurrency - self._held
+            claims: list[queue.Claim] = []
+            if free > 0:
+                try:
+                    claims = await queue.claim(
+                        self.pool, self.worker, min(free, self.config.runner_batch), self.lease_s
+                    )
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    log.warning("runner_claim_failed", error=str(error))
+            if claims:
+                self._held += len(claims)
+                await self._start(claims)
+                continue
+            self._changed.clear()
+            waiters = [
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(self._changed.wait()),
+            ]
+            await asyncio.wait(waiters, timeout=_IDLE_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _start(self, claims: list[queue.Claim]) -> None:
+        by_run: dict[str, list[queue.Claim]] = defaultdict(list)
+        for claim in claims:
+            by_run[claim.run_id].append(claim)
+        for run_id, run_claims in by_run.items():
+            try:
+                execute = await execution.start(
+                    self.pool,
+                    self.store,
+                    run_id,
+                    run_claims,
+                    worker=self.worker,
+                    max_attempts=self.config.max_attempts,
+                    metadata=self.metadata,
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                # The leases run out and the tests are claimed again.
+                log.warning("runner_start_failed", run_id=run_id, error=str(error))
+                execute = []
+            self._held -= len(run_claims) - len(execute)
+            for claim in execute:
+                self._claimed[claim.result_id] = claim
+                task = asyncio.create_task(self._execute(claim))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        self._changed.set()
+
+    async def _execute(self, claim: queue.Claim) -> None:
+        try:
+            outcome: Outcome = await self._evaluate(claim.task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # an infrastructure failure: retry it
+            log.warning(
+                "test_attempt_failed",
+                result_id=claim.result_id,
+                attempt=claim.attempt,
+                error=f"{type(error).__name__}: {error}",
+            )
+            if claim.attempt < self.config.max_attempts:
+                await self._release(claim, self.config.retry_backoff_s * 2 ** (claim.attempt - 1))
+                return
+            outcome = TestErrored(
+                result_id=claim.result_id,
+                test_id=claim.task.test_id,
+                message=f"infrastructure error after {claim.attempt} attempts:"
+                f" {type(error).__name__}",
+                attempts=claim.attempt,
+            )
+        # The outcome happened now, whenever the batch it joins is recorded.
+        self._outcomes[claim.run_id].append(NewEvent(event=outcome, metadata=self.metadata))
+        if sum(len(v) for v in self._outcomes.values()) >= self.config.runner_batch:
+            self._flush_now.set()
+
+    async def _evaluate(self, task: TestSnapshot) -> Outcome:
+        started = time.perf_counter()
+        try:
+            outputs = await asyncio.wait_for(
+                executors.execute(
+                    task.block_id,
+                    task.block_type,
+                    task.block_config,
+                    task.handle_inputs,
+                    self._settings,
+                ),
+                timeout=self.config.test_timeout_s,
+            )
+        except executors.BlockExecutionError as failure:
+            return _blocked(task, failure.message, failure.details, started)
+        except TimeoutError:
+            message = f"the block did not finish within {self.config.test_timeout_s:g} s"
+            return _blocked(task, message, {"timeout_s": self.config.test_timeout_s}, started)
+        result = await assertions.evaluate(task.assertion, outputs, self._services)
+        return _OUTCOMES[result.outcome](
+            result_id=task.result_id,
+            test_id=task.test_id,
+            handle_outputs=outputs,
+            assertion_result=result,
+            duration_ms=_elapsed_ms(started),
+        )
+
+    async def _release(self, claim: queue.Claim, delay_s: float) -> None:
+        self._claimed.pop(claim.result_id, None)
+        try:
+            await queue.release(self.pool, claim, self.worker, delay_s)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("runner_release_failed", result_id=claim.result_id, error=str(error))
+        self._held -= 1
+        self._changed.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), timeout=_FLUSH_EVERY_S)
+            self._flush_now.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._outcomes:
+            return
+        pending, self._outcomes = self._outcomes, defaultdict(list)
+        results = await asyncio.gather(
+            *(self._record(run_id, outcomes) for run_id, outcomes in pending.items()),
+            return_exceptions=True,
+        )
+        for (run_id, outcomes), result in zip(pending.items(), results, strict=True):
+            if isinstance(result, BaseException):
+                # Keep them for the next flush; if this process dies, the leases run out.
+                log.warning("runner_record_failed", run_id=run_id, error=str(result))
+                self._outcomes[run_id].extend(outcomes)
+                continue
+            for outcome in outcomes:
+                self._claimed.pop(execution.result_id_of(outcome), None)
+            self._held -= len(outcomes)
+        self._changed.set()
+
+    async def _record(self, run_id: str, outcomes: list[NewEvent]) -> None:
+        await execution.record(self.pool, self.store, run_id, outcomes, metadata=self.metadata)
+
+    async def _drain(self) -> None:
+        """On stop: let running tests finish for a while, then give the rest back."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.config.shutdown_grace_s)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        finished = {
+            execution.result_id_of(o) for outcomes in self._outcomes.values() for o in outcomes
+        }
+        for claim in list(self._claimed.values()):
+            if claim.result_id not in finished:
+                await self._release(claim, 0)
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _blocked(
+    task: TestSnapshot, message: str, details: dict[str, Any] | None, started: float
+) -> TestBlocked:
+    """The outcome of a test whose block failed to execute."""
+    condition = task.assertion.get("condition") or {}
+    return TestBlocked(
+        result_id=task.result_id,
+        test_id=task.test_id,
+        assertion_result=AssertionResult(
+            assertion_id=str(task.assertion.get("id") or ""),
+            condition_kind=str(condition.get("kind", "")),
+            outcome="blocked",
+            assertion_label=task.assertion.get("label"),
+            failure=AssertionFailure(
+                code="block_execution_failed", message=message, details=details or {}
+            ),
+        ),
+        duration_ms=_elapsed_ms(started),
+    )
