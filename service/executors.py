@@ -402,7 +402,10 @@ async def _function(
         )
     module_name = entrypoint.split(":")[0]
     facts: dict[str, Any] = {"entrypoint": entrypoint, "module": module_name}
-    target = _resolve(entrypoint, facts, settings)
+    key = (entrypoint, settings.function_modules)
+    target = _RESOLVED.get(key)
+    if target is None:
+        target = _RESOLVED[key] = _resolve(entrypoint, facts, settings)
     # A private copy: the function may change its inputs, not the test's.
     arguments = msgspec.json.decode(_encode(inputs))
     try:
@@ -423,6 +426,11 @@ async def _function(
         )
         _fail(f"function {entrypoint!r} raised {_describe(error)}", facts, error)
     return _function_outputs(entrypoint, result, facts, settings)
+
+
+# Resolved (allowed, imported, checked) entrypoints: a run of thousands of tests
+# of one function block resolves it once.
+_RESOLVED: dict[tuple[str, frozenset[str]], Any] = {}
 
 
 def _resolve(entrypoint: str, facts: dict[str, Any], settings: ExecutorSettings) -> Any:

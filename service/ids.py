@@ -19,5 +19,10 @@ API_KEY = "key_"
 
 
 def new_id(prefix: str, length: int = 22) -> str:
-    """A fresh id: `prefix` followed by `length` random base62 characters."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """A fresh id: `prefix` followed by `length` random base62 characters (~131 bits)."""
+    number = int.from_bytes(secrets.token_bytes(length))
+    digits = []
+    for _ in range(length):
+        number, digit = divmod(number, 62)
+        digits.append(_ALPHABET[digit])
+    return prefix + "".join(digits)

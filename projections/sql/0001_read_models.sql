@@ -27,7 +27,9 @@ CREATE TABLE test_results (
     version                  bigint NOT NULL,
     validity_fingerprint     text NOT NULL,
     resource                 jsonb NOT NULL
-);
+-- Room on each page so that a result's updates (queued, running, completed)
+-- are HOT: no new index entries.
+) WITH (fillfactor = 70);
 
 CREATE INDEX test_results_run_idx ON test_results (run_id, position);
 CREATE INDEX test_results_test_idx ON test_results (organisation_id, test_id);

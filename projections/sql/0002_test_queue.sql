@@ -14,7 +14,7 @@ CREATE TABLE test_queue (
     available_at    timestamptz NOT NULL,
     attempts        integer NOT NULL DEFAULT 0,
     lease_owner     text
-);
+) WITH (fillfactor = 70);
 
 CREATE INDEX test_queue_claim_idx ON test_queue (available_at, enqueued_at, position);
 CREATE INDEX test_queue_run_idx ON test_queue (run_id);
