@@ -59,14 +59,6 @@ QUEUE_COLUMNS = (
     "available_at",
 )
 
-_ENQUEUE = """
-INSERT INTO test_queue (result_id, run_id, organisation_id, position, enqueued_at, task,
-                        available_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],
-                     $5::timestamptz[], $6::jsonb[], $5::timestamptz[])
-ON CONFLICT (result_id) DO NOTHING
-"""
-
 _DEQUEUE = "DELETE FROM test_queue WHERE result_id = ANY ($1::text[])"
 
 _UPSERT_RUN = """
@@ -150,32 +142,45 @@ async def load(
     result_ids: set[str] | None = None,
     *,
     lock: bool = False,
+    known: RunView | None = None,
 ) -> tuple[str, RunView] | None:
     """The stored run (with the results asked for, all when None) and its organisation.
 
     With `lock`, the run's row stays locked until the transaction ends: the
     commands that decide a run's next events hold it, so they never race.
+    `known` is a state of the run this process computed earlier: while the
+    stored version is still its version, it stands in for the stored rows and
+    only the results it lacks are read.
     """
     row = await conn.fetchrow(
-        "SELECT organisation_id, version, resource FROM test_runs WHERE id = $1"
-        + (" FOR UPDATE" if lock else ""),
+        "SELECT organisation_id, version,"
+        " CASE WHEN version = $2 THEN NULL ELSE resource END AS resource"
+        " FROM test_runs WHERE id = $1" + (" FOR UPDATE" if lock else ""),
         run_id,
+        known.version if known is not None else -1,
     )
     if row is None:
         return None
+    current = known if row["resource"] is None else None
+    results: dict[str, WorkflowTestResult] = dict(current.results) if current else {}
     if result_ids is None:
+        missing: set[str] | None = None
+    else:
+        missing = result_ids - results.keys()
+    if missing is None:
         rows = await conn.fetch("SELECT resource FROM test_results WHERE run_id = $1", run_id)
-    elif result_ids:
+    elif missing:
         rows = await conn.fetch(
             "SELECT resource FROM test_results WHERE run_id = $1 AND id = ANY ($2::text[])",
             run_id,
-            list(result_ids),
+            list(missing),
         )
     else:
         rows = []
-    results = {r.id: r for r in (_decode_result(row["resource"]) for row in rows)}
-    view = RunView(run=_decode_run(row["resource"]), results=results, version=row["version"])
-    return row["organisation_id"], view
+    for result in (_decode_result(r["resource"]) for r in rows):
+        results[result.id] = result
+    run = current.run if current is not None else _decode_run(row["resource"])
+    return row["organisation_id"], RunView(run=run, results=results, version=row["version"])
 
 
 class Projection:
@@ -220,16 +225,19 @@ class Projection:
             raise LookupError(msg)
         org = self.organisation_id
         await conn.execute(_UPSERT_RUN, *run_row(org, run, self.version, self.workflow_revision))
-        if self.changed:
-            rows = [
-                result_row(org, result, at, *self.placement.get(result.id, (0, "")))
-                for result, at in self.changed.values()
-            ]
-            await conn.execute(_UPSERT_RESULTS, *(list(c) for c in zip(*rows, strict=True)))
+        rows = [
+            result_row(org, result, at, *self.placement.get(result.id, (0, "")))
+            for result, at in self.changed.values()
+        ]
         if self.enqueue:
-            columns = [list(column) for column in zip(*self.enqueue, strict=True)]
-            await conn.execute(_ENQUEUE, *columns[:6])  # available_at is enqueued_at
+            # A new run: every row is new, so the bulk path (binary COPY) applies.
+            await conn.copy_records_to_table("test_results", records=rows, columns=RESULT_COLUMNS)
+            await conn.copy_records_to_table(
+                "test_queue", records=self.enqueue, columns=QUEUE_COLUMNS
+            )
         else:
+            if rows:
+                await conn.execute(_UPSERT_RESULTS, *(list(c) for c in zip(*rows, strict=True)))
             finished = [r.id for r, _ in self.changed.values() if isinstance(r.lifecycle, TERMINAL)]
             if finished:
                 await conn.execute(_DEQUEUE, finished)

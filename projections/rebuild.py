@@ -182,9 +182,9 @@ async def rebuild(
         live = await writer.fetchval("SELECT current_schema()")
         await writer.execute(f"CREATE SCHEMA {side}")
         try:
-            await writer.execute(f"SET search_path TO {side}")
-            await writer.execute(declared_schema())
-            await writer.execute("RESET search_path")
+            async with writer.transaction():
+                await writer.execute(f"SET LOCAL search_path TO {side}")
+                await writer.execute(declared_schema())
             async with reader.transaction(isolation="repeatable_read", readonly=True):
                 snapshot = await reader.fetchval("SELECT pg_current_snapshot()::text")
                 if on_total is not None:

@@ -175,9 +175,7 @@ async def execution_once(admin: str, tests: int) -> dict[str, float]:
     async with Database(admin) as database:
         workflow_id = await _seed_tests(database.dsn, tests)
         port = _free_port()
-        server = _start_server(
-            database.dsn, port, {"RUNNER_CONCURRENCY": "256", "RUNNER_BATCH": "256"}
-        )
+        server = _start_server(database.dsn, port, {})  # the default runner settings
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {KEY}"}
         try:
@@ -205,7 +203,13 @@ async def execution_once(admin: str, tests: int) -> dict[str, float]:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
-    return {"tests_per_s": tests / elapsed, "seconds": elapsed, "peak_rss_mb": rss}
+    executing = state["timing"]["duration_ms"] / 1000
+    return {
+        "tests_per_s": tests / elapsed,
+        "executing_tests_per_s": tests / executing,
+        "seconds": elapsed,
+        "peak_rss_mb": rss,
+    }
 
 
 def _summary(values: list[float]) -> str:
@@ -240,12 +244,22 @@ async def main() -> int:
             tests = 2_000 if args.quick else 10_000
             rate = [s["tests_per_s"] for s in samples]
             rss = [s["peak_rss_mb"] for s in samples]
+            executing = [s["executing_tests_per_s"] for s in samples]
             rows.append(
                 (
-                    f"execution: one run of {tests:,} no-op function tests (tests/s)",
+                    f"execution: one run of {tests:,} no-op function tests, from the create"
+                    " request to the run's completion (tests/s)",
                     _summary(rate),
                     "goal ≥ 2,000",
                     f"{statistics.median(rate) / 2000:.2f}x goal",
+                )
+            )
+            rows.append(
+                (
+                    "execution: the same, first test started to last outcome (tests/s)",
+                    _summary(executing),
+                    "goal ≥ 2,000",
+                    f"{statistics.median(executing) / 2000:.2f}x goal",
                 )
             )
             rows.append(

@@ -14,6 +14,7 @@ Every command that writes a run's stream goes through here:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -67,6 +68,14 @@ async def append_and_project(
     return await readmodel.apply(conn, stored)
 
 
+@dataclass(frozen=True)
+class Decided:
+    """What a decision saw, and the run's state after its events."""
+
+    before: RunView
+    after: RunView
+
+
 # A decision returns events, bare (they happen now) or with their envelope
 # (a runner's outcome happened when the test finished, not when it is recorded).
 Decision = Callable[[RunView], Sequence[RunEvent | NewEvent]]
@@ -81,7 +90,8 @@ async def decide(
     *,
     metadata: Metadata,
     organisation_id: str | None = None,
-) -> tuple[RunView, WorkflowTestRun] | None:
+    known: RunView | None = None,
+) -> Decided | None:
     """Run a decision on the locked, current state of a run, in the caller's transaction.
 
     Args:
@@ -92,19 +102,20 @@ async def decide(
         decision: the pure function from the run's state to the events to append.
         metadata: the events' metadata.
         organisation_id: when given, a run of another organisation does not exist.
+        known: the run as this process last left it (see `readmodel.load`).
 
-    Returns the state the decision saw and the run after its events (None
+    Returns the state the decision saw and the state after its events (None
     when the run does not exist). When the events leave every test terminal,
     `run.completed` is appended with them.
     """
     await enter_as_writer(conn)
-    loaded = await readmodel.load(conn, run_id, result_ids, lock=True)
+    loaded = await readmodel.load(conn, run_id, result_ids, lock=True, known=known)
     if loaded is None or organisation_id not in (None, loaded[0]):
         return None
     org, view = loaded
     decided = decision(view)
     if not decided:
-        return view, view.run
+        return Decided(before=view, after=view)
     now = utcnow()
     events = [
         item
@@ -125,7 +136,11 @@ async def decide(
         events.append(done)
         projection.add(recorded(done, stream, view.version + len(events), 0))
     await store.append(stream, events, view.version, conn=conn)
-    return view, await projection.write(conn)
+    run = await projection.write(conn)
+    return Decided(
+        before=view,
+        after=RunView(run=run, results=projection.results, version=projection.version),
+    )
 
 
 def _completes(projection: readmodel.Projection) -> bool:

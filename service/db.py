@@ -40,6 +40,19 @@ async def migrate(dsn: str) -> list[str]:
     return applied
 
 
+class ServiceConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without the reset round trip.
+
+    The service keeps no session state on pooled connections (settings are
+    `SET LOCAL`, advisory locks are transaction-level, LISTEN uses a dedicated
+    connection), and asyncpg still rolls back an open transaction on release.
+    """
+
+    def get_reset_query(self) -> str:
+        """No reset query: see the class docstring."""
+        return ""
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, **kwargs: Any
 ) -> asyncpg.Pool:
@@ -50,6 +63,7 @@ async def create_pool(
         max_size=max_size,
         init=init_connection,
         server_settings=SERVER_SETTINGS,
+        connection_class=ServiceConnection,
         **kwargs,
     )
     assert pool is not None  # noqa: S101  (create_pool returns a pool when awaited)

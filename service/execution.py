@@ -113,8 +113,12 @@ async def start(
     worker: str,
     max_attempts: int,
     metadata: Metadata,
-) -> list[Claim]:
-    """Record `test.started` for a run's claimed tests; return the claims to execute."""
+    known: RunView | None = None,
+) -> tuple[list[Claim], RunView | None]:
+    """Record `test.started` for a run's claimed tests.
+
+    Returns the claims to execute, and the run's state after (for `known`).
+    """
     execute: list[Claim] = []
     drop: list[str] = []
 
@@ -126,13 +130,19 @@ async def start(
 
     async with pool.acquire() as conn, conn.transaction():
         decided = await decide(
-            conn, store, run_id, {c.result_id for c in claims}, decision, metadata=metadata
+            conn,
+            store,
+            run_id,
+            {c.result_id for c in claims},
+            decision,
+            metadata=metadata,
+            known=known,
         )
         if decided is None:
             drop = [c.result_id for c in claims]
         if drop:
             await conn.execute(_DELETE_CLAIMS, drop)
-    return execute
+    return execute, decided.after if decided is not None else None
 
 
 async def record(
@@ -142,20 +152,24 @@ async def record(
     outcomes: Sequence[NewEvent],
     *,
     metadata: Metadata,
-) -> None:
+    known: RunView | None = None,
+) -> RunView | None:
     """Record the outcomes (events with the time each test ended) of a run's tests.
 
     The decision that makes the last test terminal also appends `run.completed`.
+    Returns the run's state after (for `known`).
     """
     async with pool.acquire() as conn, conn.transaction():
-        await decide(
+        decided = await decide(
             conn,
             store,
             run_id,
             {_result_id(o.event) for o in outcomes},
             lambda view: decide_outcomes(view, outcomes),
             metadata=metadata,
+            known=known,
         )
+    return decided.after if decided is not None else None
 
 
 def result_id_of(outcome: NewEvent) -> str:

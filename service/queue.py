@@ -53,7 +53,12 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
 
 async def claim(pool: asyncpg.Pool, worker: str, limit: int, lease_seconds: float) -> list[Claim]:
     """Lease up to `limit` claimable tests for `lease_seconds`."""
-    rows = await pool.fetch(_CLAIM, worker, limit, lease_seconds)
+    async with pool.acquire() as conn, conn.transaction():
+        # A lease is the runners' state, not history: if a crash loses one, the
+        # test is simply claimable again. So the claim does not wait for its
+        # commit to reach the disk (events and read models always do).
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        rows = await conn.fetch(_CLAIM, worker, limit, lease_seconds)
     return [
         Claim(
             result_id=row["result_id"],

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import aiohttp
@@ -34,6 +34,8 @@ from events.types import (
     TestPassed,
     TestSnapshot,
 )
+from projections.fold import RunView
+from projections.resources import TERMINAL
 from service import assertions, execution, executors, queue
 from service.config import Config
 from service.execution import Outcome
@@ -42,6 +44,7 @@ log = structlog.get_logger("service.runner")
 
 _IDLE_POLL_S = 0.25  # how often an idle runner looks for work without a NOTIFY
 _FLUSH_EVERY_S = 0.02  # how long an outcome may wait to be batched with others
+_KNOWN_RUNS = 32  # runs whose state a runner keeps between its decisions
 _OUTCOMES: dict[str, type[TestPassed | TestFailed | TestBlocked]] = {
     "passed": TestPassed,
     "failed": TestFailed,
@@ -79,6 +82,18 @@ class Runner:
         self._flush_now = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._claimed: dict[str, queue.Claim] = {}
+        # The runs as this runner last wrote them: while nobody else has written
+        # a run since, its next decision reads only what this state lacks.
+        self._known: OrderedDict[str, RunView] = OrderedDict()
+
+    def _remember(self, run_id: str, view: RunView | None) -> None:
+        if view is None or isinstance(view.run.lifecycle, TERMINAL):
+            self._known.pop(run_id, None)
+            return
+        self._known[run_id] = view
+        self._known.move_to_end(run_id)
+        while len(self._known) > _KNOWN_RUNS:
+            self._known.popitem(last=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and execute until `stop` is set; then finish or release what is held."""
@@ -153,7 +168,7 @@ class Runner:
             by_run[claim.run_id].append(claim)
         for run_id, run_claims in by_run.items():
             try:
-                execute = await execution.start(
+                execute, after = await execution.start(
                     self.pool,
                     self.store,
                     run_id,
@@ -161,10 +176,13 @@ class Runner:
                     worker=self.worker,
                     max_attempts=self.config.max_attempts,
                     metadata=self.metadata,
+                    known=self._known.get(run_id),
                 )
+                self._remember(run_id, after)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 # The leases run out and the tests are claimed again.
                 log.warning("runner_start_failed", run_id=run_id, error=str(error))
+                self._known.pop(run_id, None)
                 execute = []
             self._held -= len(run_claims) - len(execute)
             for claim in execute:
@@ -204,16 +222,14 @@ class Runner:
     async def _evaluate(self, task: TestSnapshot) -> Outcome:
         started = time.perf_counter()
         try:
-            outputs = await asyncio.wait_for(
-                executors.execute(
+            async with asyncio.timeout(self.config.test_timeout_s):
+                outputs = await executors.execute(
                     task.block_id,
                     task.block_type,
                     task.block_config,
                     task.handle_inputs,
                     self._settings,
-                ),
-                timeout=self.config.test_timeout_s,
-            )
+                )
         except executors.BlockExecutionError as failure:
             return _blocked(task, failure.message, failure.details, started)
         except TimeoutError:
@@ -264,7 +280,19 @@ class Runner:
         self._changed.set()
 
     async def _record(self, run_id: str, outcomes: list[NewEvent]) -> None:
-        await execution.record(self.pool, self.store, run_id, outcomes, metadata=self.metadata)
+        try:
+            after = await execution.record(
+                self.pool,
+                self.store,
+                run_id,
+                outcomes,
+                metadata=self.metadata,
+                known=self._known.get(run_id),
+            )
+        except BaseException:
+            self._known.pop(run_id, None)
+            raise
+        self._remember(run_id, after)
 
     async def _drain(self) -> None:
         """On stop: let running tests finish for a while, then give the rest back."""

@@ -201,9 +201,8 @@ async def cancel_run(
         )
         if decided is None:
             raise run_not_found(run_id)
-        before, _ = decided
-        if isinstance(before.run.lifecycle, TERMINAL):
-            status = before.run.lifecycle.__struct_config__.tag
+        if isinstance(decided.before.run.lifecycle, TERMINAL):
+            status = decided.before.run.lifecycle.__struct_config__.tag
             raise NotFoundError(
                 "run_not_cancellable", f"Workflow test run is already {status}: {run_id}"
             )
