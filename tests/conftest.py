@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -126,3 +127,26 @@ async def client(pool: asyncpg.Pool) -> AsyncIterator[ApiClient]:
     server = TestServer(create_app(pool, Config()))
     async with TestClient(server) as http:
         yield ApiClient(http)
+
+
+@pytest.fixture
+async def aiohttp_server_factory() -> AsyncIterator[Any]:
+    """Real local HTTP servers on 127.0.0.1: yields `start(path, handler) -> base url`."""
+    from aiohttp import web
+
+    runners: list[web.AppRunner] = []
+
+    async def start(path: str, handler: Any) -> str:
+        app = web.Application()
+        app.router.add_route("*", path, handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

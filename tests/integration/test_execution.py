@@ -319,3 +319,60 @@ async def test_infrastructure_errors_are_retried_then_errored(
         "passed": run["counts"]["passed"],
     }
     assert sorted([CONFIG.max_attempts, 2]) == sorted(calls.values())
+
+
+async def test_a_block_slower_than_the_timeout_is_blocked(client: ApiClient) -> None:
+    """A block still running at TEST_TIMEOUT_S is stopped: `blocked`, saying so."""
+    workflow_id, block_id = await _function_workflow(client, "tests.run_functions:slow_invoice")
+    await _add_test(
+        client, workflow_id, block_id, {"name": "ACME", "delay": 5}, _assertion("exists")
+    )
+    created = await client.call("POST", RUNS, {"workflow_id": workflow_id}, expect=202)
+    fast = msgspec.structs.replace(CONFIG, test_timeout_s=0.2)
+    started = asyncio.get_running_loop().time()
+    async with running(_pool(client), fast):
+        run = await _finished(client, created["id"])
+    assert asyncio.get_running_loop().time() - started < 4
+    assert 1 == run["counts"]["blocked"]
+    page = await client.call("GET", RESULTS, expect=200, run_id=created["id"])
+    failure = page["data"][0]["assertion_result"]["failure"]
+    assert "block_execution_failed" == failure["code"]
+    assert "0.2 s" in failure["message"]
+
+
+async def test_api_call_and_block_runtime_blocks_run_through_real_servers(
+    client: ApiClient, aiohttp_server_factory: Any
+) -> None:
+    """An api_call block and an `extract` block (the operator's runtime) run end to end."""
+    from aiohttp import web
+
+    async def vendor_api(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"vendor": {"name": body["input"]["name"].upper()}})
+
+    async def runtime(request: web.Request) -> web.Response:
+        body = await request.json()
+        assert "extract" == body["block"]["type"]
+        name = body["handle_inputs"]["input"]["name"]
+        return web.json_response({"handle_outputs": {"output-json-0": {"vendor": {"name": name}}}})
+
+    api = await aiohttp_server_factory("/vendor", vendor_api)
+    blocks = await aiohttp_server_factory("/run", runtime)
+    workflow = await client.workflow()
+    call = await client.block(
+        workflow["id"],
+        type="api_call",
+        config={"method": "POST", "url": f"{api}/vendor", "timeout_s": 5},
+    )
+    extract = await client.block(workflow["id"], type="extract", config={"model": "m"})
+    await _add_test(
+        client, workflow["id"], call["id"], {"name": "acme"}, _assertion(expected="ACME")
+    )
+    await _add_test(
+        client, workflow["id"], extract["id"], {"name": "Beta"}, _assertion(expected="Beta")
+    )
+    created = await client.call("POST", RUNS, {"workflow_id": workflow["id"]}, expect=202)
+    config = msgspec.structs.replace(CONFIG, block_runtime_url=f"{blocks}/run")
+    async with running(_pool(client), config):
+        run = await _finished(client, created["id"])
+    assert {"passed": 2, "failed": 0, "blocked": 0} == run["counts"]["outcome"]
