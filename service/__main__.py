@@ -38,6 +38,11 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+def _report_runner_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("runner_crashed", error=repr(task.exception()))
+
+
 async def serve(config: Config) -> None:
     """Migrate, make sure a key exists, serve (and run tests) until SIGTERM or SIGINT."""
     dsn = resolve_dsn(config)
@@ -56,6 +61,7 @@ async def serve(config: Config) -> None:
         tests = None
         if config.runner_enabled:
             tests = asyncio.create_task(Runner(pool, config, dsn).run(stop))
+            tests.add_done_callback(_report_runner_exit)
         await stop.wait()
         log.info("shutting_down")
         # In-flight requests finish; the runner finishes or releases its tests.

@@ -320,3 +320,52 @@ async def test_the_run_is_stored_as_one_run_created_event(client: ApiClient) -> 
     assert events[0].metadata.request_id == client.last.headers["X-Request-Id"]
     assert events[0].metadata.actor is not None
     assert events[0].metadata.actor.startswith("key_")
+
+
+async def test_freshness_compares_the_run_with_the_current_draft(client: ApiClient) -> None:
+    """Fresh after creation and after an unrelated block; stale once a tested block changes."""
+    world = await _setup(client)
+    run = await client.call("POST", RUNS, {"workflow_id": world["workflow"]["id"]}, expect=202)
+    assert {"status": "fresh", "reasons": []} == {
+        k: run["freshness"][k] for k in ("status", "reasons")
+    }
+    assert run["id"] == run["freshness"]["baseline_run_id"]
+    await client.block(world["workflow"]["id"], type="note")  # a new revision, same tests
+    again = await client.call("GET", f"{RUNS}/{run['id']}", expect=200)
+    assert "fresh" == again["freshness"]["status"]
+    pool = client.http.server.app[_pool_key()]
+    # What a change of the block's config does (the registry bumps the revision with it).
+    await pool.execute(
+        "UPDATE blocks SET config_fingerprint = 'sha256:changed' WHERE id = $1",
+        world["extract"]["id"],
+    )
+    await pool.execute("UPDATE workflows SET revision = revision + 1")
+    stale = await client.call("GET", f"{RUNS}/{run['id']}", expect=200)
+    assert {"status": "stale", "reasons": ["engine_changed"]} == {
+        k: stale["freshness"][k] for k in ("status", "reasons")
+    }
+    await pool.execute(
+        "UPDATE workflow_tests SET validity_fingerprint = 'sha256:changed',"
+        " handle_inputs_fingerprint = 'sha256:changed' WHERE id = $1",
+        world["tests"][0]["id"],
+    )
+    await pool.execute("UPDATE workflows SET revision = revision + 1")
+    staler = await client.call("GET", f"{RUNS}/{run['id']}", expect=200)
+    assert ["engine_changed", "inputs_changed", "validity_changed"] == (
+        staler["freshness"]["reasons"]
+    )
+
+
+async def test_freshness_skips_the_comparison_while_the_revision_is_unchanged(
+    client: ApiClient,
+) -> None:
+    """The revision gates the per-test comparison: no revision change, no comparison made."""
+    world = await _setup(client)
+    run = await client.call("POST", RUNS, {"workflow_id": world["workflow"]["id"]}, expect=202)
+    pool = client.http.server.app[_pool_key()]
+    await pool.execute("UPDATE blocks SET config_fingerprint = 'sha256:changed'")
+    fetched = await client.call("GET", f"{RUNS}/{run['id']}", expect=200)
+    assert "fresh" == fetched["freshness"]["status"]
+    await pool.execute("UPDATE workflows SET revision = revision + 1")
+    fetched = await client.call("GET", f"{RUNS}/{run['id']}", expect=200)
+    assert "stale" == fetched["freshness"]["status"]

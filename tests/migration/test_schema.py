@@ -27,9 +27,9 @@ async def test_migrated_read_models_equal_the_declared_ones(pool: asyncpg.Pool) 
     """Columns, types, nullability, defaults and indexes agree, so a swap changes no schema."""
     async with pool.acquire() as conn:
         await conn.execute("CREATE SCHEMA declared")
-        await conn.execute("SET search_path TO declared")
-        await conn.execute(declared_schema())
-        await conn.execute("RESET search_path")
+        async with conn.transaction():
+            await conn.execute("SET LOCAL search_path TO declared")
+            await conn.execute(declared_schema())
         for query in (_COLUMNS, _INDEXES):
             migrated = [tuple(r) for r in await conn.fetch(query, "public", TABLES)]
             declared = [tuple(r) for r in await conn.fetch(query, "declared", TABLES)]
