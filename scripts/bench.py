@@ -186,6 +186,7 @@ async def execution_once(admin: str, tests: int) -> dict[str, float]:
                     f"{base}/v1/workflows/tests/runs", json={"workflow_id": workflow_id}
                 ) as response:
                     run = await response.json()
+                created = time.perf_counter() - started
                 while True:
                     async with session.get(f"{base}/v1/workflows/tests/runs/{run['id']}") as got:
                         state = await got.json()
@@ -208,6 +209,7 @@ async def execution_once(admin: str, tests: int) -> dict[str, float]:
         "tests_per_s": tests / elapsed,
         "executing_tests_per_s": tests / executing,
         "seconds": elapsed,
+        "create_s": created,
         "peak_rss_mb": rss,
     }
 
