@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 API_KEY = "rtk_test_key_organisation_a"
@@ -59,3 +63,19 @@ class ApiClient:
             **fields,
         }
         return await self.call("POST", "/v1/workflows/tests", body, expect=201)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, *args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    """Run one of scripts/ on a database, with this virtual environment; capture its output."""
+    env = {**os.environ, "DATABASE_URL": database_url, "VENV": str(Path(sys.prefix))}
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / name), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

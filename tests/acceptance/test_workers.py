@@ -15,6 +15,7 @@ import pytest
 from retab import Retab
 
 from tests.acceptance.conftest import start_server, stop_server
+from tests.helpers import run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "rtk_workers_test_key"
@@ -42,18 +43,6 @@ def _worker(database_url: str) -> subprocess.Popen[str]:
         stderr=subprocess.DEVNULL,
         text=True,
         cwd=ROOT,
-    )
-
-
-def _script(name: str, *args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "VENV": str(Path(sys.prefix))}
-    return subprocess.run(
-        ["bash", str(ROOT / "scripts" / name), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
 
 
@@ -154,6 +143,8 @@ async def test_two_workers_and_the_server_run_500_tests_through_a_sigkill(
     )
     assert restarted > 0, "the killed worker's tests ran again"
 
-    assert 0 == _script("replay-run", run.id, "--verify", database_url=database_url).returncode
-    rebuilt = _script("rebuild-projections", "--verify", "--no-progress", database_url=database_url)
+    assert 0 == run_script("replay-run", run.id, "--verify", database_url=database_url).returncode
+    rebuilt = run_script(
+        "rebuild-projections", "--verify", "--no-progress", database_url=database_url
+    )
     assert 0 == rebuilt.returncode, rebuilt.stderr

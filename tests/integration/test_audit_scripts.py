@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -32,24 +29,12 @@ from service.models import (
     CreateTestRequest,
     CreateWorkflowRequest,
 )
-from tests.helpers import API_KEY
+from tests.helpers import API_KEY, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_COUNT = 1000
 
 pytestmark = pytest.mark.slow
-
-
-def _script(name: str, *args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "VENV": str(Path(sys.prefix))}
-    return subprocess.run(
-        ["bash", str(ROOT / "scripts" / name), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 async def _populate(pool: asyncpg.Pool) -> list[str]:
@@ -132,14 +117,14 @@ async def test_replay_and_rebuild_verify_on_a_thousand_runs(
     completed, cancelled = run_ids[3], run_ids[9]
 
     for run_id in (completed, cancelled, run_ids[1]):
-        replayed = _script("replay-run", run_id, "--verify", database_url=database_url)
+        replayed = run_script("replay-run", run_id, "--verify", database_url=database_url)
         assert 0 == replayed.returncode, replayed.stderr
         assert "run.created" in replayed.stdout
-    table = _script("replay-run", completed, database_url=database_url).stdout
+    table = run_script("replay-run", completed, database_url=database_url).stdout
     assert "run.completed" in table
     assert "completed" in table.splitlines()[-1]
 
-    lines = _script("replay-run", cancelled, "--json", database_url=database_url).stdout
+    lines = run_script("replay-run", cancelled, "--json", database_url=database_url).stdout
     states = [json.loads(line) for line in lines.splitlines()]
     assert ["run.created", "test.started", "test.passed", "test.started", "run.cancelled"] == [
         s["type"] for s in states
@@ -154,7 +139,9 @@ async def test_replay_and_rebuild_verify_on_a_thousand_runs(
     }
 
     before = await pool.fetch("SELECT * FROM test_runs ORDER BY id")
-    rebuilt = _script("rebuild-projections", "--verify", "--no-progress", database_url=database_url)
+    rebuilt = run_script(
+        "rebuild-projections", "--verify", "--no-progress", database_url=database_url
+    )
     assert 0 == rebuilt.returncode, rebuilt.stderr
     assert f"rebuilt {RUN_COUNT} runs" in rebuilt.stdout
     assert "events/s" in rebuilt.stdout
@@ -167,17 +154,23 @@ async def test_replay_and_rebuild_verify_on_a_thousand_runs(
         "UPDATE test_runs SET resource = jsonb_set(resource, '{total_tests}', '7') WHERE id = $1",
         completed,
     )
-    assert 1 == _script("replay-run", completed, "--verify", database_url=database_url).returncode
-    refused = _script("rebuild-projections", "--verify", "--no-progress", database_url=database_url)
+    assert (
+        1 == run_script("replay-run", completed, "--verify", database_url=database_url).returncode
+    )
+    refused = run_script(
+        "rebuild-projections", "--verify", "--no-progress", database_url=database_url
+    )
     assert 1 == refused.returncode
     assert "nothing swapped" in refused.stderr
     assert 7 == await pool.fetchval(
         "SELECT (resource->>'total_tests')::int FROM test_runs WHERE id = $1", completed
     )
     # Without --verify the rebuild repairs the read model from the events.
-    repaired = _script("rebuild-projections", "--no-progress", database_url=database_url)
+    repaired = run_script("rebuild-projections", "--no-progress", database_url=database_url)
     assert 0 == repaired.returncode, repaired.stderr
-    assert 0 == _script("replay-run", completed, "--verify", database_url=database_url).returncode
+    assert (
+        0 == run_script("replay-run", completed, "--verify", database_url=database_url).returncode
+    )
     leftovers = await pool.fetchval(
         "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^(rebuild|retired)_'"
     )
@@ -186,6 +179,6 @@ async def test_replay_and_rebuild_verify_on_a_thousand_runs(
 
 async def test_replay_of_an_unknown_run_fails(database_url: str) -> None:
     """Replaying a run that has no events says so and exits non-zero."""
-    result = _script("replay-run", "wftestrun_missing", database_url=database_url)
+    result = run_script("replay-run", "wftestrun_missing", database_url=database_url)
     assert 2 == result.returncode
     assert "not found" in result.stderr
