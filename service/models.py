@@ -35,6 +35,13 @@ class CreateWorkflowRequest(_Body, frozen=True, kw_only=True):
     project_id: Id | None = None
 
 
+class UpdateWorkflowRequest(_Body, frozen=True, kw_only=True):
+    """`PATCH /v1/workflows/{workflow_id}`: only the fields sent change."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    description: Text | msgspec.UnsetType = msgspec.UNSET
+
+
 class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     """A workflow: what tests run against. Its draft version changes with its blocks."""
 
@@ -63,6 +70,22 @@ class CreateBlockRequest(_Body, frozen=True, kw_only=True):
     width: float | None = None
     height: float | None = None
     config: dict[str, Any] | None = None
+
+
+class UpdateBlockRequest(_Body, frozen=True, kw_only=True):
+    """`PATCH /v1/workflows/blocks/{block_id}`: only the fields sent change.
+
+    `config_mode` `merge` (the default) updates the config's top-level keys;
+    `replace` swaps the whole config.
+    """
+
+    label: Name | msgspec.UnsetType = msgspec.UNSET
+    position_x: float | msgspec.UnsetType = msgspec.UNSET
+    position_y: float | msgspec.UnsetType = msgspec.UNSET
+    width: float | msgspec.UnsetType | None = msgspec.UNSET
+    height: float | msgspec.UnsetType | None = msgspec.UNSET
+    config: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    config_mode: Literal["merge", "replace"] = "merge"
 
 
 class Block(msgspec.Struct, frozen=True, kw_only=True):
@@ -317,6 +340,18 @@ class CreateTestRequest(_Body, frozen=True, kw_only=True):
     source: Source
     assertion: AssertionSpec
     name: Name | None = None
+
+
+class UpdateTestRequest(_Body, frozen=True, kw_only=True):
+    """`PATCH /v1/workflows/tests/{test_id}`: name, assertion, source; the target is fixed.
+
+    `assertion: null` is refused (a test always checks something).
+    """
+
+    name: Name | msgspec.UnsetType | None = msgspec.UNSET
+    assertion: AssertionSpec | msgspec.UnsetType = msgspec.UNSET
+    source: Source | msgspec.UnsetType = msgspec.UNSET
+    target: Any = msgspec.UNSET
 
 
 class WorkflowTest(msgspec.Struct, frozen=True, kw_only=True):

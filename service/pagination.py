@@ -84,8 +84,13 @@ async def fetch_page(
     *,
     key: str = "created_at",
     key_type: type = datetime,
+    table: str = "",
 ) -> tuple[list[asyncpg.Record], ListMetadata]:
-    """One page of `select`: a query ending in a WHERE clause that returns `key` and `id`."""
+    """One page of `select`: a query ending in a WHERE clause that returns `key` and `id`.
+
+    `table` qualifies the key and id columns when the query joins (`r` for `r.id`).
+    """
+    column, id_column = (f"{table}.{key}", f"{table}.id") if table else (key, "id")
     forward = page.before is None
     ascending = (page.order == "asc") == forward
     raw_cursor = page.after if forward else page.before
@@ -94,10 +99,10 @@ async def fetch_page(
     if raw_cursor is not None:
         args.extend(_decode_cursor("after" if forward else "before", raw_cursor, key_type))
         comparison = ">" if ascending else "<"
-        sql += f" AND ({key}, id) {comparison} (${len(args) - 1}, ${len(args)})"
+        sql += f" AND ({column}, {id_column}) {comparison} (${len(args) - 1}, ${len(args)})"
     direction = "ASC" if ascending else "DESC"
     args.append(page.limit + 1)
-    sql += f" ORDER BY {key} {direction}, id {direction} LIMIT ${len(args)}"
+    sql += f" ORDER BY {column} {direction}, {id_column} {direction} LIMIT ${len(args)}"
     rows = list(await conn.fetch(sql, *args))
     more = len(rows) > page.limit
     rows = rows[: page.limit]

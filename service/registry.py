@@ -24,6 +24,9 @@ from service.models import (
     CreateWorkflowRequest,
     ManualSource,
     Source,
+    UpdateBlockRequest,
+    UpdateTestRequest,
+    UpdateWorkflowRequest,
     Workflow,
     WorkflowTest,
 )
@@ -114,6 +117,48 @@ def workflow_from_row(row: asyncpg.Record) -> Workflow:
     return _workflow(row)
 
 
+async def update_workflow(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    organisation_id: str,
+    workflow_id: str,
+    body: UpdateWorkflowRequest,
+) -> Workflow:
+    """Change a workflow's name or description (its draft is untouched)."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE workflows
+           SET name = CASE WHEN $3 THEN $4 ELSE name END,
+               description = CASE WHEN $5 THEN $6 ELSE description END,
+               updated_at = $7
+         WHERE organisation_id = $1 AND id = $2
+        RETURNING {_WORKFLOW_COLUMNS}
+        """,
+        organisation_id,
+        workflow_id,
+        body.name is not msgspec.UNSET,
+        body.name or None,
+        body.description is not msgspec.UNSET,
+        body.description or "",
+        utcnow(),
+    )
+    if row is None:
+        raise workflow_not_found(workflow_id)
+    return _workflow(row)
+
+
+async def delete_workflow(
+    conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, workflow_id: str
+) -> None:
+    """Delete a workflow with its blocks and saved tests; its runs stay readable."""
+    deleted = await conn.fetchval(
+        "DELETE FROM workflows WHERE organisation_id = $1 AND id = $2 RETURNING id",
+        organisation_id,
+        workflow_id,
+    )
+    if deleted is None:
+        raise workflow_not_found(workflow_id)
+
+
 # Blocks ---------------------------------------------------------------------
 
 _BLOCK_COLUMNS = (
@@ -175,6 +220,91 @@ async def create_block(
     return _block(row)
 
 
+def block_not_found(block_id: str) -> NotFoundError:
+    """The 404 of an unknown block."""
+    return NotFoundError("block_not_found", f"Block not found: {block_id}")
+
+
+BLOCK_LIST = f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE organisation_id = $1 AND workflow_id = $2"
+
+
+def block_from_row(row: asyncpg.Record) -> Block:
+    """A listed block."""
+    return _block(row)
+
+
+async def get_block(
+    conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, block_id: str
+) -> Block:
+    """One block of the organisation, or 404."""
+    row = await conn.fetchrow(
+        f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE organisation_id = $1 AND id = $2",
+        organisation_id,
+        block_id,
+    )
+    if row is None:
+        raise block_not_found(block_id)
+    return _block(row)
+
+
+async def update_block(
+    conn: asyncpg.Connection, organisation_id: str, block_id: str, body: UpdateBlockRequest
+) -> Block:
+    """Change a block: a new draft version id, and a new fingerprint when its config changes."""
+    async with conn.transaction():
+        current = await conn.fetchrow(
+            "SELECT workflow_id, type, config FROM blocks"
+            " WHERE organisation_id = $1 AND id = $2 FOR UPDATE",
+            organisation_id,
+            block_id,
+        )
+        if current is None:
+            raise block_not_found(block_id)
+        config: dict[str, Any] = msgspec.json.decode(current["config"])
+        if body.config is not msgspec.UNSET:
+            config = body.config if body.config_mode == "replace" else {**config, **body.config}
+        now = utcnow()
+        await _touch_draft(conn, organisation_id, current["workflow_id"], now)
+        fields = {
+            name: value
+            for name in ("label", "position_x", "position_y", "width", "height")
+            if (value := getattr(body, name)) is not msgspec.UNSET
+        }
+        assignments = "".join(f", {name} = ${index}" for index, name in enumerate(fields, 6))
+        row = await conn.fetchrow(
+            f"""
+            UPDATE blocks SET config = $3, config_fingerprint = $4, updated_at = $5{assignments}
+             WHERE organisation_id = $1 AND id = $2
+            RETURNING {_BLOCK_COLUMNS}
+            """,
+            organisation_id,
+            block_id,
+            _encode(config),
+            fingerprints.block_config(current["type"], config),
+            now,
+            *fields.values(),
+        )
+    return _block(row)
+
+
+async def delete_block(conn: asyncpg.Connection, organisation_id: str, block_id: str) -> None:
+    """Delete a block and its saved tests (a new draft version); past runs stay readable."""
+    async with conn.transaction():
+        workflow_id = await conn.fetchval(
+            "DELETE FROM blocks WHERE organisation_id = $1 AND id = $2 RETURNING workflow_id",
+            organisation_id,
+            block_id,
+        )
+        if workflow_id is None:
+            raise block_not_found(block_id)
+        await conn.execute(
+            "DELETE FROM workflow_tests WHERE organisation_id = $1 AND block_id = $2",
+            organisation_id,
+            block_id,
+        )
+        await _touch_draft(conn, organisation_id, workflow_id, utcnow())
+
+
 async def _touch_draft(
     conn: asyncpg.Connection, organisation_id: str, workflow_id: str, now: datetime
 ) -> None:
@@ -217,6 +347,98 @@ def test_from_row(row: asyncpg.Record) -> WorkflowTest:
     return _test(row)
 
 
+def test_not_found(test_id: str) -> NotFoundError:
+    """The 404 of an unknown saved test."""
+    return NotFoundError("test_not_found", f"Workflow test not found: {test_id}")
+
+
+async def get_test(
+    conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, test_id: str
+) -> WorkflowTest:
+    """One saved test of the organisation, or 404."""
+    row = await conn.fetchrow(
+        f"SELECT {_TEST_COLUMNS} FROM workflow_tests WHERE organisation_id = $1 AND id = $2",
+        organisation_id,
+        test_id,
+    )
+    if row is None:
+        raise test_not_found(test_id)
+    return _test(row)
+
+
+async def update_test(
+    conn: asyncpg.Connection, organisation_id: str, test_id: str, body: UpdateTestRequest
+) -> WorkflowTest:
+    """Change a test's name, assertion or source (its target is fixed)."""
+    if body.target is not msgspec.UNSET:
+        raise ValidationFailedError.single(
+            ["body", "target"], "the target of a saved test cannot change", "immutable"
+        )
+    async with conn.transaction():
+        current = await conn.fetchrow(
+            f"SELECT {_TEST_COLUMNS} FROM workflow_tests"
+            " WHERE organisation_id = $1 AND id = $2 FOR UPDATE",
+            organisation_id,
+            test_id,
+        )
+        if current is None:
+            raise test_not_found(test_id)
+        test = _test(current)
+        source = test.source
+        if not isinstance(body.source, msgspec.UnsetType):
+            source = _check_source(body.source)
+        assertion = test.assertion
+        if not isinstance(body.assertion, msgspec.UnsetType):
+            # A new assertion keeps the test's assertion id unless it names its own.
+            assertion = body.assertion
+            if assertion.id is None:
+                assertion = msgspec.structs.replace(assertion, id=test.assertion.id)
+        name = test.name if body.name is msgspec.UNSET else body.name
+        assert isinstance(source, ManualSource)  # noqa: S101  (only manual sources are stored)
+        row = await conn.fetchrow(
+            f"""
+            UPDATE workflow_tests
+               SET name = $3, source = $4, assertion = $5, handle_inputs_fingerprint = $6,
+                   validity_fingerprint = $7, updated_at = $8
+             WHERE organisation_id = $1 AND id = $2
+            RETURNING {_TEST_COLUMNS}
+            """,
+            organisation_id,
+            test_id,
+            name,
+            _encode(source),
+            _encode(assertion),
+            fingerprints.handle_inputs(_to_builtins(source.handle_inputs)),
+            fingerprints.validity(_to_builtins(assertion)),
+            utcnow(),
+        )
+        await _bump_revision(conn, organisation_id, test.workflow_id)
+    return _test(row)
+
+
+async def delete_test(conn: asyncpg.Connection, organisation_id: str, test_id: str) -> None:
+    """Delete a saved test; its past runs and their results stay readable."""
+    async with conn.transaction():
+        workflow_id = await conn.fetchval(
+            "DELETE FROM workflow_tests WHERE organisation_id = $1 AND id = $2"
+            " RETURNING workflow_id",
+            organisation_id,
+            test_id,
+        )
+        if workflow_id is None:
+            raise test_not_found(test_id)
+        await _bump_revision(conn, organisation_id, workflow_id)
+
+
+async def _bump_revision(conn: asyncpg.Connection, organisation_id: str, workflow_id: str) -> None:
+    """A saved test changed: runs of the workflow compare their fingerprints again."""
+    await conn.execute(
+        "UPDATE workflows SET revision = revision + 1 WHERE organisation_id = $1 AND id = $2",
+        organisation_id,
+        workflow_id,
+    )
+
+
 TEST_LIST = (
     f"SELECT {_TEST_COLUMNS} FROM workflow_tests WHERE organisation_id = $1 AND workflow_id = $2"
 )
@@ -244,7 +466,7 @@ async def create_test(
         body.target.block_id,
     )
     if block_workflow != body.workflow_id:
-        raise NotFoundError("block_not_found", f"Block not found: {body.target.block_id}")
+        raise block_not_found(body.target.block_id)
     assertion = body.assertion
     if assertion.id is None:
         assertion = msgspec.structs.replace(assertion, id=ids.new_id(ids.ASSERTION))

@@ -13,21 +13,31 @@ def add_routes(app: web.Application) -> None:
         [
             web.get("/healthz", health.healthz),
             web.get("/readyz", health.readyz),
-            # Workflows and blocks
+            # Workflows and blocks (fixed paths before `{workflow_id}`)
             web.post("/v1/workflows", workflows.create_workflow),
             web.get("/v1/workflows", workflows.list_workflows),
             web.post("/v1/workflows/blocks", workflows.create_block),
+            web.get("/v1/workflows/blocks", workflows.list_blocks),
+            web.get("/v1/workflows/blocks/{block_id}", workflows.get_block),
+            web.patch("/v1/workflows/blocks/{block_id}", workflows.update_block),
+            web.delete("/v1/workflows/blocks/{block_id}", workflows.delete_block),
             # Saved tests
             web.post("/v1/workflows/tests", tests.create_test),
             web.get("/v1/workflows/tests", tests.list_tests),
             # Test runs
             web.post("/v1/workflows/tests/runs", runs.create_run),
+            web.get("/v1/workflows/tests/runs", runs.list_runs),
             web.get("/v1/workflows/tests/runs/{run_id}", runs.get_run),
             web.post("/v1/workflows/tests/runs/{run_id}/cancel", runs.cancel_run),
             # Results
             web.get("/v1/workflows/tests/results", results.list_results),
             web.get("/v1/workflows/tests/results/{result_id}", results.get_result),
-            # After the fixed paths above, so `blocks` and `tests` are not workflow ids.
+            # After the fixed paths above, so `runs` and `results` are not test ids.
+            web.get("/v1/workflows/tests/{test_id}", tests.get_test),
+            web.patch("/v1/workflows/tests/{test_id}", tests.update_test),
+            web.delete("/v1/workflows/tests/{test_id}", tests.delete_test),
             web.get("/v1/workflows/{workflow_id}", workflows.get_workflow),
+            web.patch("/v1/workflows/{workflow_id}", workflows.update_workflow),
+            web.delete("/v1/workflows/{workflow_id}", workflows.delete_workflow),
         ]
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 import msgspec
 
@@ -18,10 +20,10 @@ from events.types import (
 )
 from projections.fold import RunView
 from projections.resources import TERMINAL, Freshness, WorkflowTestRun
-from service import fingerprints, ids, registry
+from service import fingerprints, ids, pagination, registry
 from service.commands import append_and_project, decide, enter_as_writer, stream_of
 from service.errors import NotFoundError, ValidationFailedError
-from service.models import BlockScope, CreateRunRequest, SingleScope
+from service.models import BlockScope, CreateRunRequest, ListMetadata, SingleScope
 
 _decode_run = msgspec.json.Decoder(WorkflowTestRun).decode
 
@@ -120,8 +122,8 @@ async def create_run(
 # draft would test, at read time, so it is right the moment a block or test
 # changes. While the workflow is at the revision the run snapshotted, nothing
 # changed: the one-time filter skips the comparison of every test.
-_GET_RUN = """
-SELECT r.resource, f.engine_changed, f.inputs_changed, f.validity_changed
+_WITH_FRESHNESS = """
+SELECT r.id, r.created_at, r.resource, f.engine_changed, f.inputs_changed, f.validity_changed
   FROM test_runs r
   LEFT JOIN workflows w ON w.organisation_id = r.organisation_id AND w.id = r.workflow_id
  CROSS JOIN LATERAL (
@@ -139,21 +141,86 @@ SELECT r.resource, f.engine_changed, f.inputs_changed, f.validity_changed
       LEFT JOIN blocks b ON b.organisation_id = x.organisation_id AND b.id = x.block_id
      WHERE x.run_id = r.id AND w.revision IS DISTINCT FROM r.workflow_revision
  ) f
- WHERE r.id = $1 AND r.organisation_id = $2
+ WHERE r.organisation_id = $1
 """
+
+_GET_RUN = _WITH_FRESHNESS + " AND r.id = $2"
+
+STATUSES = frozenset({"pending", "queued", "running", "completed", "error", "cancelled"})
+TRIGGERS = frozenset({"manual", "api", "schedule", "webhook", "email", "custom", "restart"})
 
 
 async def get_run(
     conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, run_id: str
 ) -> WorkflowTestRun:
     """One run of the organisation, with its freshness against the current draft; or 404."""
-    row = await conn.fetchrow(_GET_RUN, run_id, organisation_id)
+    row = await conn.fetchrow(_GET_RUN, organisation_id, run_id)
     if row is None:
         raise run_not_found(run_id)
+    return run_of(row)
+
+
+def run_of(row: asyncpg.Record) -> WorkflowTestRun:
+    """A run from a `_WITH_FRESHNESS` row."""
     run = _decode_run(row["resource"])
     return with_freshness(
         run, row["engine_changed"], row["inputs_changed"], row["validity_changed"]
     )
+
+
+class RunFilters(msgspec.Struct, frozen=True, kw_only=True):
+    """The filters of the runs list."""
+
+    workflow_id: str | None = None
+    test_id: str | None = None
+    target_block_id: str | None = None
+    status: str | None = None
+    exclude_status: str | None = None
+    trigger_type: str | None = None
+    from_date: datetime | None = None
+    to_date: datetime | None = None
+
+
+async def list_runs(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    organisation_id: str,
+    filters: RunFilters,
+    page: pagination.PageQuery,
+) -> tuple[list[WorkflowTestRun], ListMetadata]:
+    """A page of the organisation's runs, newest first by default, each with its freshness."""
+    sql = _WITH_FRESHNESS
+    args: list[object] = [organisation_id]
+
+    def where(condition: str, value: object) -> None:
+        nonlocal sql
+        args.append(value)
+        sql += " AND " + condition.replace("?", f"${len(args)}")
+
+    if filters.workflow_id:
+        where("r.workflow_id = ?", filters.workflow_id)
+    if filters.test_id:
+        where(
+            "EXISTS (SELECT 1 FROM test_results x WHERE x.organisation_id = r.organisation_id"
+            " AND x.test_id = ? AND x.run_id = r.id)",
+            filters.test_id,
+        )
+    if filters.target_block_id:
+        where(
+            "EXISTS (SELECT 1 FROM test_results x WHERE x.run_id = r.id AND x.block_id = ?)",
+            filters.target_block_id,
+        )
+    if filters.status:
+        where("r.status = ?", filters.status)
+    if filters.exclude_status:
+        where("r.status <> ?", filters.exclude_status)
+    if filters.trigger_type:
+        where("r.trigger_type = ?", filters.trigger_type)
+    if filters.from_date:
+        where("r.created_at >= ?", filters.from_date)
+    if filters.to_date:
+        where("r.created_at <= ?", filters.to_date)
+    rows, metadata = await pagination.fetch_page(conn, sql, args, page, table="r")
+    return [run_of(row) for row in rows], metadata
 
 
 def with_freshness(

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
 from aiohttp import web
 
-from service import runs
-from service.errors import json_response
-from service.handlers.common import POOL, STORE, decode_body, metadata, organisation
+from service import pagination, runs
+from service.errors import ValidationFailedError, json_response
+from service.handlers.common import (
+    POOL,
+    STORE,
+    decode_body,
+    metadata,
+    organisation,
+    page_response,
+)
 from service.models import CreateRunRequest
 
 
@@ -42,3 +52,52 @@ async def cancel_run(request: web.Request) -> web.Response:
         metadata=metadata(request),
     )
     return json_response(run)
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    """`GET /v1/workflows/tests/runs`: a page of runs, filtered, newest first by default."""
+    query = request.query
+    sort_by = query.get("sort_by", "created_at")
+    if sort_by != "created_at":
+        raise ValidationFailedError.single(
+            ["query", "sort_by"], "sort_by must be `created_at`", "literal_error"
+        )
+    for name, allowed in (
+        ("status", runs.STATUSES),
+        ("exclude_status", runs.STATUSES),
+        ("trigger_type", runs.TRIGGERS),
+    ):
+        value = query.get(name)
+        if value and value not in allowed:
+            choices = ", ".join(sorted(allowed))
+            raise ValidationFailedError.single(
+                ["query", name], f"must be one of: {choices}", "literal_error"
+            )
+    filters = runs.RunFilters(
+        workflow_id=query.get("workflow_id") or None,
+        test_id=query.get("test_id") or None,
+        target_block_id=query.get("target_block_id") or None,
+        status=query.get("status") or None,
+        exclude_status=query.get("exclude_status") or None,
+        trigger_type=query.get("trigger_type") or None,
+        from_date=_date(query, "from_date"),
+        to_date=_date(query, "to_date"),
+    )
+    page = pagination.parse(query)
+    found, list_metadata = await runs.list_runs(
+        request.app[POOL], organisation(request), filters, page
+    )
+    return page_response(found, list_metadata)
+
+
+def _date(query: Mapping[str, str], name: str) -> datetime | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError as error:
+        raise ValidationFailedError.single(
+            ["query", name], "must be an RFC 3339 date-time", "datetime_parsing"
+        ) from error
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

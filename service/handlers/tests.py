@@ -13,7 +13,7 @@ from service.handlers.common import (
     page_response,
     required_query,
 )
-from service.models import CreateTestRequest
+from service.models import CreateTestRequest, UpdateTestRequest
 
 
 async def create_test(request: web.Request) -> web.Response:
@@ -38,3 +38,28 @@ async def list_tests(request: web.Request) -> web.Response:
         params.append(target_block_id)
     rows, metadata = await pagination.fetch_page(pool, sql, params, page)
     return page_response([registry.test_from_row(row) for row in rows], metadata)
+
+
+async def get_test(request: web.Request) -> web.Response:
+    """`GET /v1/workflows/tests/{test_id}`."""
+    test = await registry.get_test(
+        request.app[POOL], organisation(request), request.match_info["test_id"]
+    )
+    return json_response(test)
+
+
+async def update_test(request: web.Request) -> web.Response:
+    """`PATCH /v1/workflows/tests/{test_id}`: name, assertion, source (not the target)."""
+    body = await decode_body(request, UpdateTestRequest)
+    async with request.app[POOL].acquire() as conn:
+        test = await registry.update_test(
+            conn, organisation(request), request.match_info["test_id"], body
+        )
+    return json_response(test)
+
+
+async def delete_test(request: web.Request) -> web.Response:
+    """`DELETE /v1/workflows/tests/{test_id}`: 204; past runs and results stay readable."""
+    async with request.app[POOL].acquire() as conn:
+        await registry.delete_test(conn, organisation(request), request.match_info["test_id"])
+    return web.Response(status=204)

@@ -6,8 +6,19 @@ from aiohttp import web
 
 from service import pagination, registry
 from service.errors import json_response
-from service.handlers.common import POOL, decode_body, organisation, page_response
-from service.models import CreateBlockRequest, CreateWorkflowRequest
+from service.handlers.common import (
+    POOL,
+    decode_body,
+    organisation,
+    page_response,
+    required_query,
+)
+from service.models import (
+    CreateBlockRequest,
+    CreateWorkflowRequest,
+    UpdateBlockRequest,
+    UpdateWorkflowRequest,
+)
 
 
 async def create_workflow(request: web.Request) -> web.Response:
@@ -40,3 +51,58 @@ async def create_block(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         block = await registry.create_block(conn, organisation(request), body)
     return json_response(block, status=201)
+
+
+async def update_workflow(request: web.Request) -> web.Response:
+    """`PATCH /v1/workflows/{workflow_id}`: name and description."""
+    body = await decode_body(request, UpdateWorkflowRequest)
+    workflow = await registry.update_workflow(
+        request.app[POOL], organisation(request), request.match_info["workflow_id"], body
+    )
+    return json_response(workflow)
+
+
+async def delete_workflow(request: web.Request) -> web.Response:
+    """`DELETE /v1/workflows/{workflow_id}`: 204; its runs stay readable."""
+    await registry.delete_workflow(
+        request.app[POOL], organisation(request), request.match_info["workflow_id"]
+    )
+    return web.Response(status=204)
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    """`GET /v1/workflows/blocks?workflow_id=`: a page of the workflow's blocks."""
+    workflow_id = required_query(request, "workflow_id")
+    page = pagination.parse(request.query)
+    pool = request.app[POOL]
+    org = organisation(request)
+    await registry.get_workflow(pool, org, workflow_id)
+    rows, metadata = await pagination.fetch_page(
+        pool, registry.BLOCK_LIST, [org, workflow_id], page
+    )
+    return page_response([registry.block_from_row(row) for row in rows], metadata)
+
+
+async def get_block(request: web.Request) -> web.Response:
+    """`GET /v1/workflows/blocks/{block_id}`."""
+    block = await registry.get_block(
+        request.app[POOL], organisation(request), request.match_info["block_id"]
+    )
+    return json_response(block)
+
+
+async def update_block(request: web.Request) -> web.Response:
+    """`PATCH /v1/workflows/blocks/{block_id}`: a new draft version of its workflow."""
+    body = await decode_body(request, UpdateBlockRequest)
+    async with request.app[POOL].acquire() as conn:
+        block = await registry.update_block(
+            conn, organisation(request), request.match_info["block_id"], body
+        )
+    return json_response(block)
+
+
+async def delete_block(request: web.Request) -> web.Response:
+    """`DELETE /v1/workflows/blocks/{block_id}`: 204, with its saved tests."""
+    async with request.app[POOL].acquire() as conn:
+        await registry.delete_block(conn, organisation(request), request.match_info["block_id"])
+    return web.Response(status=204)

@@ -89,6 +89,6 @@ async def test_a_body_over_the_limit_is_413(client: ApiClient) -> None:
 
 async def test_wrong_method_is_405_json(client: ApiClient) -> None:
     """A known path with a method it does not serve is a JSON 405."""
-    response = await client.http.delete("/v1/workflows/tests/runs", headers=AUTH)
+    response = await client.http.put("/v1/workflows/tests/runs", headers=AUTH)
     assert 405 == response.status
     assert "method_not_allowed" == (await response.json())["detail"]["code"]
