@@ -8,6 +8,7 @@ from aiohttp import web
 from events.store import EventStore
 from service.config import Config
 from service.handlers.common import POOL, STORE
+from service.idempotency import idempotency
 from service.keys import KeyLookup
 from service.middleware import KEYS, edge
 from service.routes import add_routes
@@ -17,7 +18,8 @@ CONFIG = web.AppKey("config", Config)
 
 def create_app(pool: asyncpg.Pool, config: Config) -> web.Application:
     """The application on a migrated database's pool."""
-    app = web.Application(middlewares=[edge], client_max_size=config.max_body_bytes)
+    # edge (request id, auth, errors as JSON) is outermost; idempotency needs the caller.
+    app = web.Application(middlewares=[edge, idempotency], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[POOL] = pool
     app[STORE] = EventStore(pool)
