@@ -27,6 +27,7 @@ import asyncpg
 
 from events.store import fetch_stream, row_to_event
 from events.types import RecordedEvent, RunCreated
+from projections import asynchronous
 from projections.fold import step
 from projections.readmodel import (
     QUEUE_COLUMNS,
@@ -37,8 +38,10 @@ from projections.readmodel import (
     run_row,
 )
 from projections.resources import TERMINAL, WorkflowTestResult, WorkflowTestRun
+from projections.summaries import LatestRunSummaries
 
 TABLES = ("test_runs", "test_results", "test_queue")
+ASYNC_PROJECTIONS: tuple[asynchronous.AsyncProjection, ...] = (LatestRunSummaries(),)
 # Taken (shared) by every command that writes a run; see service/commands.py.
 WRITERS_LOCK = 7_262_011_403
 # What --verify compares: every column of the projections, but not the
@@ -226,6 +229,9 @@ async def rebuild(
                 report.swapped = True
         finally:
             await writer.execute(f"DROP SCHEMA IF EXISTS {side} CASCADE")
+    # The async projections read the inline ones: replay them once those are in.
+    for projection in ASYNC_PROJECTIONS:
+        await asynchronous.rebuild(pool, projection)
     report.seconds = time.perf_counter() - started
     return report
 

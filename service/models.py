@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from projections.resources import Freshness
+from projections.summaries import RunSummary
+
 Id = Annotated[str, Meta(min_length=1, max_length=200)]
 Name = Annotated[str, Meta(max_length=500)]
 Text = Annotated[str, Meta(max_length=20_000)]
@@ -363,10 +366,10 @@ class WorkflowTest(msgspec.Struct, frozen=True, kw_only=True):
     source: Source
     name: str | None
     assertion: AssertionSpec
-    freshness: Any = None
-    latest_run_summary: Any = None
-    latest_passing_run_summary: Any = None
-    latest_failing_run_summary: Any = None
+    freshness: Freshness | None = None
+    latest_run_summary: RunSummary | None = None
+    latest_passing_run_summary: RunSummary | None = None
+    latest_failing_run_summary: RunSummary | None = None
     created_at: datetime
     updated_at: datetime
 

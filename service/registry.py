@@ -13,6 +13,8 @@ import asyncpg
 import msgspec
 
 from events.types import utcnow
+from projections.resources import Freshness
+from projections.summaries import RunSummary
 from service import fingerprints, ids
 from service.errors import ApiError, NotFoundError, ValidationFailedError
 from service.models import (
@@ -33,6 +35,7 @@ from service.models import (
 
 _decode_source = msgspec.json.Decoder(Source).decode
 _decode_assertion = msgspec.json.Decoder(AssertionSpec).decode
+_decode_summary = msgspec.json.Decoder(RunSummary).decode
 _encode = msgspec.json.Encoder().encode
 _to_builtins = msgspec.to_builtins
 
@@ -326,10 +329,20 @@ async def _touch_draft(
 
 # Saved tests ----------------------------------------------------------------
 
-_TEST_COLUMNS = "id, workflow_id, block_id, name, source, assertion, created_at, updated_at"
+
+_TEST_VIEW = """
+SELECT t.id, t.workflow_id, t.block_id, t.name, t.source, t.assertion, t.created_at,
+       t.updated_at, t.handle_inputs_fingerprint, t.validity_fingerprint,
+       b.config_fingerprint, s.latest, s.latest_passing, s.latest_failing
+  FROM workflow_tests t
+  LEFT JOIN blocks b ON b.organisation_id = t.organisation_id AND b.id = t.block_id
+  LEFT JOIN test_run_summaries s ON s.test_id = t.id
+ WHERE t.organisation_id = $1
+"""
 
 
 def _test(row: asyncpg.Record) -> WorkflowTest:
+    latest = _summary(row["latest"])
     return WorkflowTest(
         id=row["id"],
         workflow_id=row["workflow_id"],
@@ -337,8 +350,46 @@ def _test(row: asyncpg.Record) -> WorkflowTest:
         source=_decode_source(row["source"]),
         name=row["name"],
         assertion=_decode_assertion(row["assertion"]),
+        freshness=_test_freshness(row, latest),
+        latest_run_summary=latest,
+        latest_passing_run_summary=_summary(row["latest_passing"]),
+        latest_failing_run_summary=_summary(row["latest_failing"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+def _summary(raw: bytes | None) -> RunSummary | None:
+    return _decode_summary(raw) if raw else None
+
+
+def _test_freshness(row: asyncpg.Record, latest: RunSummary | None) -> Freshness:
+    """Would the test, as it is now, test what its latest run tested?"""
+    if latest is None:
+        return Freshness(
+            status="unknown",
+            reasons=["no_baseline"],
+            validity_fingerprint=row["validity_fingerprint"],
+            input_fingerprint=row["handle_inputs_fingerprint"],
+        )
+    reasons = [
+        reason
+        for reason, changed in (
+            ("engine_changed", row["config_fingerprint"] != latest.block_config_fingerprint),
+            (
+                "inputs_changed",
+                row["handle_inputs_fingerprint"] != latest.handle_inputs_fingerprint,
+            ),
+            ("validity_changed", row["validity_fingerprint"] != latest.validity_fingerprint),
+        )
+        if changed
+    ]
+    return Freshness(
+        status="stale" if reasons else "fresh",
+        reasons=reasons,
+        validity_fingerprint=row["validity_fingerprint"],
+        input_fingerprint=row["handle_inputs_fingerprint"],
+        baseline_run_id=latest.run_id,
     )
 
 
@@ -356,11 +407,7 @@ async def get_test(
     conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, test_id: str
 ) -> WorkflowTest:
     """One saved test of the organisation, or 404."""
-    row = await conn.fetchrow(
-        f"SELECT {_TEST_COLUMNS} FROM workflow_tests WHERE organisation_id = $1 AND id = $2",
-        organisation_id,
-        test_id,
-    )
+    row = await conn.fetchrow(_TEST_VIEW + " AND t.id = $2", organisation_id, test_id)
     if row is None:
         raise test_not_found(test_id)
     return _test(row)
@@ -375,15 +422,14 @@ async def update_test(
             ["body", "target"], "the target of a saved test cannot change", "immutable"
         )
     async with conn.transaction():
-        current = await conn.fetchrow(
-            f"SELECT {_TEST_COLUMNS} FROM workflow_tests"
-            " WHERE organisation_id = $1 AND id = $2 FOR UPDATE",
+        locked = await conn.fetchval(
+            "SELECT id FROM workflow_tests WHERE organisation_id = $1 AND id = $2 FOR UPDATE",
             organisation_id,
             test_id,
         )
-        if current is None:
+        if locked is None:
             raise test_not_found(test_id)
-        test = _test(current)
+        test = await get_test(conn, organisation_id, test_id)
         source = test.source
         if not isinstance(body.source, msgspec.UnsetType):
             source = _check_source(body.source)
@@ -395,13 +441,12 @@ async def update_test(
                 assertion = msgspec.structs.replace(assertion, id=test.assertion.id)
         name = test.name if body.name is msgspec.UNSET else body.name
         assert isinstance(source, ManualSource)  # noqa: S101  (only manual sources are stored)
-        row = await conn.fetchrow(
-            f"""
+        await conn.execute(
+            """
             UPDATE workflow_tests
                SET name = $3, source = $4, assertion = $5, handle_inputs_fingerprint = $6,
                    validity_fingerprint = $7, updated_at = $8
              WHERE organisation_id = $1 AND id = $2
-            RETURNING {_TEST_COLUMNS}
             """,
             organisation_id,
             test_id,
@@ -413,7 +458,7 @@ async def update_test(
             utcnow(),
         )
         await _bump_revision(conn, organisation_id, test.workflow_id)
-    return _test(row)
+        return await get_test(conn, organisation_id, test_id)
 
 
 async def delete_test(conn: asyncpg.Connection, organisation_id: str, test_id: str) -> None:
@@ -439,9 +484,7 @@ async def _bump_revision(conn: asyncpg.Connection, organisation_id: str, workflo
     )
 
 
-TEST_LIST = (
-    f"SELECT {_TEST_COLUMNS} FROM workflow_tests WHERE organisation_id = $1 AND workflow_id = $2"
-)
+TEST_LIST = _TEST_VIEW + " AND t.workflow_id = $2"
 
 
 def _check_source(source: Source) -> ManualSource:
@@ -474,12 +517,12 @@ async def create_test(
     inputs_json = _to_builtins(source.handle_inputs)
     now = utcnow()
     row = await conn.fetchrow(
-        f"""
+        """
         INSERT INTO workflow_tests (id, organisation_id, workflow_id, block_id, name, source,
                                     assertion, handle_inputs_fingerprint, validity_fingerprint,
                                     created_at, updated_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-        RETURNING {_TEST_COLUMNS}
+        RETURNING id
         """,
         ids.new_id(ids.TEST),
         organisation_id,
@@ -492,7 +535,7 @@ async def create_test(
         fingerprints.validity(assertion_json),
         now,
     )
-    return _test(row)
+    return await get_test(conn, organisation_id, row["id"])
 
 
 class SelectedTest(msgspec.Struct, frozen=True, kw_only=True):

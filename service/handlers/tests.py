@@ -34,9 +34,9 @@ async def list_tests(request: web.Request) -> web.Response:
     sql, params = registry.TEST_LIST, [org, workflow_id]
     target_block_id = request.query.get("target_block_id")
     if target_block_id:
-        sql += " AND block_id = $3"
+        sql += " AND t.block_id = $3"
         params.append(target_block_id)
-    rows, metadata = await pagination.fetch_page(pool, sql, params, page)
+    rows, metadata = await pagination.fetch_page(pool, sql, params, page, table="t")
     return page_response([registry.test_from_row(row) for row in rows], metadata)
 
 

@@ -1,0 +1,149 @@
+"""Each saved test's latest run summaries: an async projection of the run streams.
+
+For every test it keeps the latest result that started, the latest that passed
+and the latest that failed, as the API's LatestBlockTestRunSummary. "Latest" is
+by start time, so applying events in commit order, or the same batch twice,
+gives the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from events.types import RecordedEvent
+from projections.resources import WorkflowTestResult
+
+_decode_result = msgspec.json.Decoder(WorkflowTestResult).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One result of a saved test, summarised (the API's LatestBlockTestRunSummary)."""
+
+    run_record_id: str
+    run_id: str
+    status: str
+    outcome: str | None
+    started_at: datetime
+    completed_at: datetime | None
+    duration_ms: int | None
+    workflow_draft_fingerprint: str
+    block_config_fingerprint: str
+    validity_fingerprint: str
+    handle_inputs_fingerprint: str
+    assertions_passed: int = 0
+    assertions_failed: int = 0
+    blocked_assertions: int = 0
+
+
+_decode_summary = msgspec.json.Decoder(RunSummary).decode
+
+
+def summarise(result: WorkflowTestResult, validity_fingerprint: str) -> RunSummary | None:
+    """The summary of a result that has started (None before that)."""
+    if result.timing.started_at is None:
+        return None
+    summary = result.verdict_summary
+    return RunSummary(
+        run_record_id=result.id,
+        run_id=result.workflow_test_run_id,
+        status=result.lifecycle.__struct_config__.tag,  # type: ignore[arg-type]
+        outcome=result.verdict,
+        started_at=result.timing.started_at,
+        completed_at=result.timing.completed_at,
+        duration_ms=result.timing.duration_ms,
+        workflow_draft_fingerprint=result.workflow_draft_fingerprint,
+        block_config_fingerprint=result.block_config_fingerprint,
+        validity_fingerprint=validity_fingerprint,
+        handle_inputs_fingerprint=result.handle_inputs_fingerprint,
+        assertions_passed=summary.assertions_passed if summary else 0,
+        assertions_failed=summary.assertions_failed if summary else 0,
+        blocked_assertions=summary.blocked_assertions if summary else 0,
+    )
+
+
+def _later(current: RunSummary | None, candidate: RunSummary) -> RunSummary:
+    """The later of two summaries; a newer state of the same result replaces the old."""
+    if current is None or current.run_record_id == candidate.run_record_id:
+        return candidate
+    if (candidate.started_at, candidate.run_record_id) > (
+        current.started_at,
+        current.run_record_id,
+    ):
+        return candidate
+    return current
+
+
+class LatestRunSummaries:
+    """The async projection behind `latest_run_summary` and its passing/failing twins."""
+
+    name = "latest_run_summaries"
+    handles = frozenset(
+        {"test.started", "test.passed", "test.failed", "test.blocked", "test.errored"}
+    )
+
+    async def reset(self, conn: asyncpg.Connection) -> None:
+        """Forget every row (a rebuild then replays the store from its origin)."""
+        await conn.execute("DELETE FROM test_run_summaries")
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        """Fold the results these events touched into their tests' summaries."""
+        result_ids = sorted({getattr(event.event, "result_id", "") for event in events} - {""})
+        rows = await conn.fetch(
+            "SELECT organisation_id, test_id, validity_fingerprint, resource"
+            " FROM test_results WHERE id = ANY ($1::text[])",
+            result_ids,
+        )
+        candidates: dict[str, list[RunSummary]] = {}
+        organisations: dict[str, str] = {}
+        for row in rows:
+            summary = summarise(_decode_result(row["resource"]), row["validity_fingerprint"])
+            if summary is not None:
+                candidates.setdefault(row["test_id"], []).append(summary)
+                organisations[row["test_id"]] = row["organisation_id"]
+        if not candidates:
+            return
+        stored = {
+            row["test_id"]: row
+            for row in await conn.fetch(
+                "SELECT test_id, latest, latest_passing, latest_failing FROM test_run_summaries"
+                " WHERE test_id = ANY ($1::text[])",
+                list(candidates),
+            )
+        }
+        updates: list[tuple[Any, ...]] = []
+        for test_id, summaries in candidates.items():
+            row = stored.get(test_id)
+            latest, passing, failing = (
+                _decode_summary(row[column]) if row is not None and row[column] else None
+                for column in ("latest", "latest_passing", "latest_failing")
+            )
+            for summary in sorted(summaries, key=lambda s: (s.started_at, s.run_record_id)):
+                latest = _later(latest, summary)
+                if summary.status == "completed" and summary.outcome == "passed":
+                    passing = _later(passing, summary)
+                if summary.status == "completed" and summary.outcome == "failed":
+                    failing = _later(failing, summary)
+            updates.append(
+                (
+                    test_id,
+                    organisations[test_id],
+                    *(_encode(s) if s is not None else None for s in (latest, passing, failing)),
+                )
+            )
+        await conn.executemany(
+            """
+            INSERT INTO test_run_summaries (test_id, organisation_id, latest, latest_passing,
+                                            latest_failing)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (test_id) DO UPDATE
+               SET latest = EXCLUDED.latest, latest_passing = EXCLUDED.latest_passing,
+                   latest_failing = EXCLUDED.latest_failing
+            """,
+            updates,
+        )
