@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -17,8 +18,28 @@ RUNS = "/v1/workflows/tests/runs"
 
 
 async def _caught_up(pool: asyncpg.Pool) -> None:
-    while await catch_up(pool, LatestRunSummaries(), batch=7):
-        pass
+    """Follow until the checkpoint is the last event in commit order.
+
+    read_all waits for older transactions anywhere on the cluster, so a pass
+    may read nothing yet: keep going until the checkpoint gets there.
+    """
+    target = await pool.fetchrow(
+        "SELECT transaction_id, global_position FROM events"
+        " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+    )
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        await catch_up(pool, LatestRunSummaries(), batch=7)
+        reached = await pool.fetchval(
+            "SELECT (transaction_id, global_position) >= ($1::xid8, $2::bigint)"
+            " FROM projection_checkpoints WHERE name = 'latest_run_summaries'",
+            target["transaction_id"],
+            target["global_position"],
+        )
+        if reached:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the projection did not catch up"
+        await asyncio.sleep(0.05)
 
 
 async def _two_tests(client: ApiClient) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
