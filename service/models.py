@@ -149,7 +149,7 @@ class RunStepSource(msgspec.Struct, frozen=True, kw_only=True, tag_field="type",
 Source = ManualSource | RunStepSource
 
 
-class BlockTarget(msgspec.Struct, frozen=True, kw_only=True):
+class WorkflowTestBlockTarget(msgspec.Struct, frozen=True, kw_only=True):
     """The block a test targets."""
 
     type: Literal["block"] = "block"
@@ -339,7 +339,7 @@ class CreateTestRequest(_Body, frozen=True, kw_only=True):
     """`POST /v1/workflows/tests`."""
 
     workflow_id: Id
-    target: BlockTarget
+    target: WorkflowTestBlockTarget
     source: Source
     assertion: AssertionSpec
     name: Name | None = None
@@ -362,7 +362,7 @@ class WorkflowTest(msgspec.Struct, frozen=True, kw_only=True):
 
     id: str
     workflow_id: str
-    target: BlockTarget
+    target: WorkflowTestBlockTarget
     source: Source
     name: str | None
     assertion: AssertionSpec

@@ -20,7 +20,6 @@ from service.errors import ApiError, NotFoundError, ValidationFailedError
 from service.models import (
     AssertionSpec,
     Block,
-    BlockTarget,
     CreateBlockRequest,
     CreateTestRequest,
     CreateWorkflowRequest,
@@ -31,6 +30,7 @@ from service.models import (
     UpdateWorkflowRequest,
     Workflow,
     WorkflowTest,
+    WorkflowTestBlockTarget,
 )
 
 _decode_source = msgspec.json.Decoder(Source).decode
@@ -346,7 +346,7 @@ def _test(row: asyncpg.Record) -> WorkflowTest:
     return WorkflowTest(
         id=row["id"],
         workflow_id=row["workflow_id"],
-        target=BlockTarget(block_id=row["block_id"]),
+        target=WorkflowTestBlockTarget(block_id=row["block_id"]),
         source=_decode_source(row["source"]),
         name=row["name"],
         assertion=_decode_assertion(row["assertion"]),
