@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 
 from events.types import RecordedEvent
-from projections.resources import WorkflowTestResult
+from projections.resources import TERMINAL, WorkflowTestResult
 
 _decode_result = msgspec.json.Decoder(WorkflowTestResult).decode
 _encode = msgspec.json.Encoder().encode
@@ -45,8 +45,11 @@ _decode_summary = msgspec.json.Decoder(RunSummary).decode
 
 
 def summarise(result: WorkflowTestResult, validity_fingerprint: str) -> RunSummary | None:
-    """The summary of a result that has started (None before that)."""
-    if result.timing.started_at is None:
+    """The summary of a result that has finished after starting (None before that).
+
+    Like the reference API, a summary is written when its test finishes.
+    """
+    if result.timing.started_at is None or not isinstance(result.lifecycle, TERMINAL):
         return None
     summary = result.verdict_summary
     return RunSummary(
@@ -83,9 +86,7 @@ class LatestRunSummaries:
     """The async projection behind `latest_run_summary` and its passing/failing twins."""
 
     name = "latest_run_summaries"
-    handles = frozenset(
-        {"test.started", "test.passed", "test.failed", "test.blocked", "test.errored"}
-    )
+    handles = frozenset({"test.passed", "test.failed", "test.blocked", "test.errored"})
 
     async def reset(self, conn: asyncpg.Connection) -> None:
         """Forget every row (a rebuild then replays the store from its origin)."""

@@ -12,10 +12,13 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 
+from projections.asynchronous import follow
+from projections.summaries import LatestRunSummaries
 from service import db, keys
 from service import logging as service_logging
 from service.app import create_app
 from service.config import Config
+from service.metrics import METRICS
 from service.runner import Runner
 
 log = structlog.get_logger("service")
@@ -52,15 +55,19 @@ async def serve(config: Config) -> None:
         key = await keys.bootstrap(pool, config.bootstrap_api_key)
         if key is not None:
             print(f"Created an organisation and its API key (shown once): {key}", flush=True)
-        http = web.AppRunner(create_app(pool, config), access_log=None)
+        app = create_app(pool, config)
+        http = web.AppRunner(app, access_log=None)
         await http.setup()
         site = web.TCPSite(http, config.host, config.port)
         await site.start()
         log.info("serving", url=f"http://{config.host}:{config.port}")
         stop = _stop_on_signals()
+        # The async projections (each saved test's latest run summaries).
+        summaries = asyncio.create_task(follow(pool, [LatestRunSummaries()], stop))
         tests = None
         if config.runner_enabled:
-            tests = asyncio.create_task(Runner(pool, config, dsn).run(stop))
+            runner = Runner(pool, config, dsn, metrics=app[METRICS])  # counted on /metrics
+            tests = asyncio.create_task(runner.run(stop))
             tests.add_done_callback(_report_runner_exit)
         await stop.wait()
         log.info("shutting_down")
@@ -68,6 +75,7 @@ async def serve(config: Config) -> None:
         await http.cleanup()
         if tests is not None:
             await tests
+        await summaries
     finally:
         await pool.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.handlers import health, results, runs, tests, workflows
+from service.handlers import docs, health, metrics, results, runs, tests, workflows
 
 
 def add_routes(app: web.Application) -> None:
@@ -13,6 +13,9 @@ def add_routes(app: web.Application) -> None:
         [
             web.get("/healthz", health.healthz),
             web.get("/readyz", health.readyz),
+            web.get("/openapi.json", docs.openapi_json),
+            web.get("/docs", docs.docs_page),
+            web.get("/metrics", metrics.metrics),
             # Workflows and blocks (fixed paths before `{workflow_id}`)
             web.post("/v1/workflows", workflows.create_workflow),
             web.get("/v1/workflows", workflows.list_workflows),

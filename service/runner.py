@@ -39,6 +39,7 @@ from projections.resources import TERMINAL
 from service import assertions, execution, executors, queue
 from service.config import Config
 from service.execution import Outcome
+from service.metrics import Metrics
 
 log = structlog.get_logger("service.runner")
 
@@ -65,13 +66,23 @@ class Runner:
         config: the settings (concurrency, batch, timeouts, executors, judge).
         dsn: where to LISTEN for wake-ups (NOTIFY on `events`); polling covers
             a missed or impossible notification.
+        metrics: where to count starts, outcomes, failed attempts and held
+            tests (the serving app's `Metrics`); None counts nothing.
     """
 
-    def __init__(self, pool: asyncpg.Pool, config: Config, dsn: str | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        config: Config,
+        dsn: str | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.pool = pool
         self.store = EventStore(pool)
         self.config = config
         self.dsn = dsn
+        self.metrics = metrics
+        self._held_count = 0
         self.worker = worker_name()
         self.metadata = Metadata(actor=f"runner:{self.worker}")
         # A lease outlives the test's timeout by a margin: time to record the outcome.
@@ -85,6 +96,18 @@ class Runner:
         # The runs as this runner last wrote them: while nobody else has written
         # a run since, its next decision reads only what this state lacks.
         self._known: OrderedDict[str, RunView] = OrderedDict()
+
+    @property
+    def _held(self) -> int:
+        return self._held_count
+
+    @_held.setter
+    def _held(self, value: int) -> None:
+        # Every change of the count goes through here, so the gauge cannot drift;
+        # by difference, so runners sharing one `Metrics` add up.
+        if self.metrics is not None:
+            self.metrics.tests_held.inc(value - self._held_count)
+        self._held_count = value
 
     def _remember(self, run_id: str, view: RunView | None) -> None:
         if view is None or isinstance(view.run.lifecycle, TERMINAL):
@@ -185,6 +208,8 @@ class Runner:
                 self._known.pop(run_id, None)
                 execute = []
             self._held -= len(run_claims) - len(execute)
+            if self.metrics is not None:
+                self.metrics.tests_started.inc(len(execute))
             for claim in execute:
                 self._claimed[claim.result_id] = claim
                 task = asyncio.create_task(self._execute(claim))
@@ -198,6 +223,8 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # an infrastructure failure: retry it
+            if self.metrics is not None:
+                self.metrics.attempt_failures.inc()
             log.warning(
                 "test_attempt_failed",
                 result_id=claim.result_id,
@@ -277,6 +304,8 @@ class Runner:
             for outcome in outcomes:
                 self._claimed.pop(execution.result_id_of(outcome), None)
             self._held -= len(outcomes)
+            if self.metrics is not None:
+                self.metrics.outcomes(outcomes)
         self._changed.set()
 
     async def _record(self, run_id: str, outcomes: list[NewEvent]) -> None:
