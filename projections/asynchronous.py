@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import asyncpg
@@ -85,21 +85,91 @@ async def catch_up(pool: asyncpg.Pool, projection: AsyncProjection, batch: int =
         return len(events)
 
 
+LEADER_LOCK = 7_262_011_404
+Connect = Callable[[], Awaitable[asyncpg.Connection]]
+
+
 async def follow(
     pool: asyncpg.Pool,
     projections: Sequence[AsyncProjection],
     stop: asyncio.Event,
     *,
-    idle_s: float = 0.2,
+    connect: Connect,
+    idle_s: float = 1.0,
+    standby_s: float = 2.0,
 ) -> None:
-    """Keep projections caught up until `stop` is set (polling; a batch follows a full one)."""
+    """Keep projections caught up until `stop` is set, as this deployment's leader.
+
+    One process at a time leads: the one holding the session advisory lock
+    LEADER_LOCK on its own connection (from `connect`). The others stand by and
+    try again every `standby_s`; when the leader dies its connection goes, the
+    lock with it, and a standby takes over from the checkpoints. The leader
+    wakes on NOTIFY (channel `events`) and polls every `idle_s` anyway: a missed
+    notification delays, never loses. (The checkpoint row lock of `catch_up`
+    keeps even two leaders from applying a batch twice.)
+    """
     while not stop.is_set():
+        try:
+            conn = await connect()
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("projection_leader_connect_failed", error=str(error))
+            await _sleep(stop, standby_s)
+            continue
+        try:
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
+                log.info("projection_leader_elected")
+                await _lead(pool, projections, stop, conn, idle_s)
+            else:
+                await _sleep(stop, standby_s)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("projection_leader_lost", error=str(error))
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+
+async def _lead(
+    pool: asyncpg.Pool,
+    projections: Sequence[AsyncProjection],
+    stop: asyncio.Event,
+    conn: asyncpg.Connection,
+    idle_s: float,
+) -> None:
+    wake = asyncio.Event()
+    await conn.add_listener("events", lambda *_: wake.set())
+    while not stop.is_set() and not conn.is_closed():
+        wake.clear()
         busy = False
         for projection in projections:
             try:
                 busy = await catch_up(pool, projection) > 0 or busy
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("projection_failed", projection=projection.name, error=str(error))
-        if not busy:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=idle_s)
+        if busy:
+            continue
+        # Still the leader? (A closed connection means the lock is gone.)
+        await conn.fetchval("SELECT 1")
+        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())}
+        await asyncio.wait(waiters, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def status(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, object]]:
+    """Each projection's checkpoint, when it moved, and how many events it has yet to read."""
+    rows = await conn.fetch(
+        """
+        SELECT c.name, c.transaction_id::text AS transaction_id, c.global_position,
+               c.updated_at,
+               (SELECT count(*) FROM events e
+                 WHERE (e.transaction_id, e.global_position)
+                     > (c.transaction_id, c.global_position)) AS lag
+          FROM projection_checkpoints c ORDER BY c.name
+        """
+    )
+    return [dict(row) for row in rows]

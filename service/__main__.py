@@ -1,4 +1,4 @@
-"""`python -m service serve|migrate|replay-run|rebuild-projections`."""
+"""`python -m service serve|worker|migrate|replay-run|rebuild-projections|...` (see main)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import asyncpg
 import structlog
 from aiohttp import web
 
 from projections.asynchronous import follow
-from projections.summaries import LatestRunSummaries
+from projections.rebuild import ASYNC_PROJECTIONS
 from service import db, keys
 from service import logging as service_logging
 from service.app import create_app
@@ -63,7 +64,7 @@ async def serve(config: Config) -> None:
         log.info("serving", url=f"http://{config.host}:{config.port}")
         stop = _stop_on_signals()
         # The async projections (each saved test's latest run summaries).
-        summaries = asyncio.create_task(follow(pool, [LatestRunSummaries()], stop))
+        summaries = asyncio.create_task(_follow(pool, dsn, stop))
         tests = None
         if config.runner_enabled:
             runner = Runner(pool, config, dsn, metrics=app[METRICS])  # counted on /metrics
@@ -81,14 +82,26 @@ async def serve(config: Config) -> None:
 
 
 async def work(config: Config) -> None:
-    """Run tests (no HTTP) until SIGTERM or SIGINT: one more runner on the same database."""
+    """Run tests (no HTTP) until SIGTERM or SIGINT: one more runner on the same database.
+
+    A worker also stands by to lead the async projections if the leader dies.
+    """
     dsn = resolve_dsn(config)
     await db.migrate(dsn)
     pool = await db.create_pool(dsn, min_size=config.db_pool_min, max_size=config.db_pool_max)
     try:
-        await Runner(pool, config, dsn).run(_stop_on_signals())
+        stop = _stop_on_signals()
+        summaries = asyncio.create_task(_follow(pool, dsn, stop))
+        await Runner(pool, config, dsn).run(stop)
+        stop.set()
+        await summaries
     finally:
         await pool.close()
+
+
+async def _follow(pool: asyncpg.Pool, dsn: str, stop: asyncio.Event) -> None:
+    """The async projections, led by one process of the deployment at a time."""
+    await follow(pool, ASYNC_PROJECTIONS, stop, connect=lambda: asyncpg.connect(dsn))
 
 
 def _run(main: Coroutine[Any, Any, T]) -> T:
@@ -114,6 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument(
         "--verify", action="store_true", help="exit 1 when the stored read model differs"
     )
+    repair = commands.add_parser(
+        "repair-after-restore", help="renumber transaction ids after restoring a dump"
+    )
+    repair.add_argument(
+        "--no-burn", action="store_true", help="fail instead of advancing a too-low xid counter"
+    )
+    export = commands.add_parser("export-events", help="every event as JSON lines, commit order")
+    export.add_argument("--run", dest="run_id", help="only this run's events")
+    export.add_argument("--organisation", dest="organisation_id", help="only its runs' events")
+    export.add_argument("--since", help="recorded at or after this RFC 3339 time")
+    export.add_argument("--until", help="recorded before this RFC 3339 time")
+    follow_status = commands.add_parser("projections", help="the async projections")
+    follow_status.add_argument("action", choices=["status"])
     rebuild = commands.add_parser("rebuild-projections", help="rebuild every read model")
     rebuild.add_argument(
         "--verify", action="store_true", help="prove the rebuilt rows equal the current ones"
@@ -134,9 +160,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from service import cli  # noqa: PLC0415  (the audit commands load only when used)
 
+    if args.command == "projections":
+        return _run(cli.projections_status(resolve_dsn(config)))
     if args.command == "replay-run":
         return asyncio.run(
             cli.replay_run(resolve_dsn(config), args.run_id, as_json=args.json, verify=args.verify)
+        )
+    if args.command in ("repair-after-restore", "export-events"):
+        from service import audit  # noqa: PLC0415  (loads only when used)
+
+        if args.command == "repair-after-restore":
+            return asyncio.run(
+                audit.repair_after_restore(resolve_dsn(config), burn=not args.no_burn)
+            )
+        try:
+            since = audit.parse_time(args.since) if args.since else None
+            until = audit.parse_time(args.until) if args.until else None
+        except ValueError as error:
+            parser.error(str(error))
+        return asyncio.run(
+            audit.export_events(
+                resolve_dsn(config),
+                run_id=args.run_id,
+                organisation_id=args.organisation_id,
+                since=since,
+                until=until,
+            )
         )
     return asyncio.run(
         cli.rebuild_projections(

@@ -9,7 +9,7 @@ import msgspec
 from tqdm import tqdm
 
 from events.store import EventStore
-from projections import readmodel
+from projections import asynchronous, readmodel
 from projections.rebuild import RebuildReport, VerificationError, rebuild
 from projections.replay import ReplayStep, replay
 from projections.resources import WorkflowTestRun
@@ -141,3 +141,19 @@ def _print_report(report: RebuildReport) -> None:
         f" ({report.events_per_second:,.0f} events/s); caught up {report.caught_up_streams}"
         f" streams written meanwhile; swapped: {'yes' if report.swapped else 'no'}"
     )
+
+
+async def projections_status(dsn: str) -> int:
+    """Print each async projection's checkpoint and lag (events it has yet to read)."""
+    pool = await db.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        rows = await asynchronous.status(pool)
+    finally:
+        await pool.close()
+    print(f"{'projection':<24} {'checkpoint (xid, position)':<30} {'lag':>8}  updated")
+    for row in rows:
+        where = f"({row['transaction_id']}, {row['global_position']})"
+        print(f"{row['name']!s:<24} {where:<30} {row['lag']!s:>8}  {row['updated_at']}")
+    if not rows:
+        print("(no async projection has run yet)")
+    return 0

@@ -24,6 +24,8 @@ from aiohttp import hdrs, web
 
 from projections.resources import WorkflowTestResult, WorkflowTestRun
 from service import idempotency, pagination, runs
+from service.feed import RunEventItem
+from service.handlers import events as event_handlers
 from service.models import (
     Block,
     CreateBlockRequest,
@@ -98,6 +100,7 @@ BlockPage = _page(Block, "blocks")
 WorkflowTestPage = _page(WorkflowTest, "saved tests")
 WorkflowTestRunPage = _page(WorkflowTestRun, "test runs")
 WorkflowTestResultPage = _page(WorkflowTestResult, "test results")
+RunEventItemPage = _page(RunEventItem, "a run's events, in version order")
 
 
 # The table ------------------------------------------------------------------
@@ -140,6 +143,8 @@ class Operation:
     # Further answers: (status, description, body type).
     extra: tuple[tuple[int, str, Any], ...] = ()
     authenticated: bool = True
+    # Further media types of the success answer (content negotiation): (media type, type).
+    alternatives: tuple[tuple[str, Any], ...] = ()
 
 
 _DEFAULT_PAGE = pagination.PageQuery()
@@ -352,6 +357,37 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         WorkflowTestRun,
         not_found=("run_not_found",),
     ),
+    ("GET", "/v1/workflows/tests/runs/{run_id}/events"): Operation(
+        "list_run_events",
+        "A test run's events, in stream order (JSON pages, or live Server-Sent Events)",
+        "runs",
+        RunEventItemPage,
+        description=(
+            "JSON (the default): a page of events with `version > after`;"
+            " `list_metadata.after` is the last version as a string, null on the last page."
+            " With `Accept: text/event-stream`: every event after `Last-Event-ID` (header;"
+            " else query `after`), then new ones live, each `id: <version>`,"
+            " `event: <type>`, `data: <the item as JSON>`; a `: keep-alive` comment"
+            f" every {event_handlers.HEARTBEAT_S:g} s while idle; the stream ends after"
+            " `run.completed`, `run.cancelled` or `run.errored`."
+        ),
+        query=(
+            Param(
+                "after",
+                "Only events after this stream version (exclusive).",
+                Annotated[int, msgspec.Meta(ge=0)],
+                default=0,
+            ),
+            Param(
+                "limit",
+                f"Events per page, 1 to {event_handlers.MAX_LIMIT} (JSON only).",
+                Annotated[int, msgspec.Meta(ge=1, le=event_handlers.MAX_LIMIT)],
+                default=event_handlers.DEFAULT_LIMIT,
+            ),
+        ),
+        not_found=("run_not_found",),
+        alternatives=(("text/event-stream", str),),
+    ),
     ("POST", "/v1/workflows/tests/runs/{run_id}/cancel"): Operation(
         "cancel_run",
         "Cancel a test run that is not terminal",
@@ -548,6 +584,8 @@ def _types_of(operations: Iterable[Operation]) -> list[Any]:
             found[operation.response] = None
         for _, _, body_type in operation.extra:
             found[body_type] = None
+        for _, body_type in operation.alternatives:
+            found[body_type] = None
         for param in _query_of(operation):
             found[param.type] = None
     found.update(dict.fromkeys((ErrorResponse, ValidationErrorResponse)))
@@ -606,6 +644,8 @@ class _Renderer:
         success: dict[str, Any] = {"description": operation.summary}
         if operation.response is not None:
             success |= self._json(operation.response, operation.content_type)
+        for media_type, body_type in operation.alternatives:
+            success.setdefault("content", {})[media_type] = {"schema": self.schema_of[body_type]}
         answers: dict[int, dict[str, Any]] = {operation.status: success}
         for status, description, body_type in operation.extra:
             answers[status] = {"description": description} | self._json(body_type)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.handlers import docs, health, metrics, results, runs, tests, workflows
+from service import feed
+from service.handlers import docs, events, health, metrics, results, runs, tests, workflows
 
 
 def add_routes(app: web.Application) -> None:
-    """Register every route of the API."""
+    """Register every route of the API (and the event feed's LISTEN hub they use)."""
+    feed.install(app)
     app.router.add_routes(
         [
             web.get("/healthz", health.healthz),
@@ -31,6 +33,7 @@ def add_routes(app: web.Application) -> None:
             web.post("/v1/workflows/tests/runs", runs.create_run),
             web.get("/v1/workflows/tests/runs", runs.list_runs),
             web.get("/v1/workflows/tests/runs/{run_id}", runs.get_run),
+            web.get("/v1/workflows/tests/runs/{run_id}/events", events.run_events),
             web.post("/v1/workflows/tests/runs/{run_id}/cancel", runs.cancel_run),
             # Results
             web.get("/v1/workflows/tests/results", results.list_results),

@@ -1,0 +1,202 @@
+"""A run's event feed: the item shape and the LISTEN hub that wakes live readers.
+
+The store NOTIFYs channel `events` with the stream id after every append. One
+connection per server process LISTENs there (not one per client, which would
+exhaust the database's connections) and fans each notification out to the
+readers subscribed to that stream. A notification is only a hint: readers
+always re-read the stream after their last version, and also poll, so a missed
+NOTIFY (a dropped LISTEN connection, a burst) delays an event, never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+from aiohttp import web
+
+from events.store import row_to_event
+from events.types import Metadata, RecordedEvent
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "events"
+TERMINAL_TYPES = frozenset({"run.completed", "run.cancelled", "run.errored"})
+
+_encode = msgspec.json.Encoder().encode
+
+
+class RunEventItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One event of a run's stream, as the feed answers it (JSON page and SSE alike)."""
+
+    version: int
+    type: str
+    event_id: uuid.UUID
+    # The event's own fields (its `type` is above).
+    data: dict[str, Any]
+    metadata: Metadata
+    occurred_at: datetime
+    recorded_at: datetime
+
+
+def item_of(event: RecordedEvent) -> RunEventItem:
+    """The feed item of a stored event."""
+    data = msgspec.to_builtins(event.event)
+    # The tag is the item's `type`; repeating it inside `data` says nothing new.
+    data.pop("type", None)
+    return RunEventItem(
+        version=event.version,
+        type=event.type,
+        event_id=event.event_id,
+        data=data,
+        metadata=event.metadata,
+        occurred_at=event.occurred_at,
+        recorded_at=event.recorded_at,
+    )
+
+
+def sse_message(event: RecordedEvent) -> bytes:
+    """One Server-Sent Events message: the version as its id, the type as its event name."""
+    # msgspec's JSON never contains a raw newline, so the data fits on one line.
+    return (
+        f"id: {event.version}\nevent: {event.type}\ndata: ".encode()
+        + _encode(item_of(event))
+        + b"\n\n"
+    )
+
+
+_PAGE = """
+SELECT stream_id, version, global_position, transaction_id, event_id, type, schema_version,
+       data, metadata, occurred_at, recorded_at
+  FROM events
+ WHERE stream_id = $1 AND version > $2
+ ORDER BY version
+ LIMIT $3
+"""
+
+
+async def read_page(
+    pool: asyncpg.Pool, stream_id: str, after: int, limit: int
+) -> tuple[list[RecordedEvent], bool]:
+    """Up to `limit` events with `version > after`, and whether more follow."""
+    # One extra row answers "is there more?" without a count.
+    rows = await pool.fetch(_PAGE, stream_id, after, limit + 1)
+    return [row_to_event(row) for row in rows[:limit]], len(rows) > limit
+
+
+class FeedHub:
+    """One LISTEN connection on channel `events`, fanned out to subscribers by stream id.
+
+    The connection is taken from the app's pool on first use and held until
+    `close` (so the service's connection budget stays the pool's). If it
+    breaks, the next `ensure_listening` takes a new one; meanwhile readers poll.
+    The pool comes with the first reader, not at construction, because the route
+    table (and so this hub) is also built for apps without a database.
+    """
+
+    def __init__(self) -> None:
+        self._pool: asyncpg.Pool | None = None
+        self._subscribers: dict[str, set[asyncio.Event]] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    def subscribe(self, stream_id: str) -> asyncio.Event:
+        """An event set whenever `stream_id` may have new events; `unsubscribe` it after."""
+        wake = asyncio.Event()
+        self._subscribers.setdefault(stream_id, set()).add(wake)
+        return wake
+
+    def unsubscribe(self, stream_id: str, wake: asyncio.Event) -> None:
+        """Stop waking `wake` (idempotent)."""
+        waiting = self._subscribers.get(stream_id)
+        if waiting is None:
+            return
+        waiting.discard(wake)
+        if not waiting:
+            del self._subscribers[stream_id]
+
+    @asynccontextmanager
+    async def subscription(
+        self, pool: asyncpg.Pool, stream_id: str
+    ) -> AsyncIterator[asyncio.Event]:
+        """`subscribe` for the duration of the block, whatever ends it."""
+        wake = self.subscribe(stream_id)
+        try:
+            await self.ensure_listening(pool)
+            yield wake
+        finally:
+            self.unsubscribe(stream_id, wake)
+
+    def subscriber_count(self) -> int:
+        """How many readers are subscribed now (to every stream)."""
+        return sum(len(waiting) for waiting in self._subscribers.values())
+
+    async def ensure_listening(self, pool: asyncpg.Pool) -> None:
+        """LISTEN, unless already listening; a failure only logs (readers poll)."""
+        if self._closed or (self._conn is not None and not self._conn.is_closed()):
+            return
+        async with self._lock:
+            if self._closed or (self._conn is not None and not self._conn.is_closed()):
+                return
+            await self._release()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await pool.acquire()
+                await conn.add_listener(CHANNEL, self._notified)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("feed_listen_failed", error=str(error))
+                if conn is not None:
+                    await pool.release(conn)
+                return
+            self._pool, self._conn = pool, conn
+
+    def _notified(self, _conn: asyncpg.Connection, _pid: int, _channel: str, payload: str) -> None:
+        for wake in self._subscribers.get(payload, ()):
+            wake.set()
+
+    async def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        pool = self._pool
+        if conn is None or pool is None:
+            return
+        try:
+            if not conn.is_closed():
+                await conn.remove_listener(CHANNEL, self._notified)
+                # Pooled connections are released without a reset query
+                # (service.db): UNLISTEN here, or the next user of this
+                # connection would keep receiving notifications.
+                await conn.execute("UNLISTEN *")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("feed_unlisten_failed", error=str(error))
+        finally:
+            await pool.release(conn)
+
+    async def close(self) -> None:
+        """Stop listening and give the connection back to the pool; wake every reader."""
+        self._closed = True
+        async with self._lock:
+            await self._release()
+        for waiting in self._subscribers.values():
+            for wake in waiting:
+                wake.set()
+
+
+FEED = web.AppKey("feed", FeedHub)
+
+
+def install(app: web.Application) -> None:
+    """Give `app` its hub, closed when the app cleans up (before the pool closes)."""
+    app[FEED] = FeedHub()
+
+    async def close(app: web.Application) -> None:
+        await app[FEED].close()
+
+    app.on_cleanup.append(close)
