@@ -82,3 +82,7 @@ def decode(event_type: str, schema_version: int, data: bytes | str) -> RunEvent:
     payload["type"] = event_type
     converted: RunEvent = msgspec.convert(payload, RunEvent)
     return converted
+
+
+# The registered upcasters (imported last: they use `upcaster` above).
+from events import upcasters as _upcasters  # noqa: E402, F401

@@ -116,7 +116,13 @@ class RunQueued(Event, tag="run.queued", kw_only=True, frozen=True):
 
 
 class TestStarted(Event, tag="test.started", kw_only=True, frozen=True):
-    """A runner claimed a test and began an attempt."""
+    """A runner claimed a test and began an attempt.
+
+    Schema version 2 names the runner `worker`; version 1 called it `runner`
+    (see the upcaster in events/upcasters.py).
+    """
+
+    schema_version: ClassVar[int] = 2
 
     result_id: str
     test_id: str

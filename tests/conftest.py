@@ -150,3 +150,11 @@ async def aiohttp_server_factory() -> AsyncIterator[Any]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def isolated_upcasters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test may register or remove upcasters; the real registry comes back afterwards."""
+    from events import codec
+
+    monkeypatch.setattr(codec, "_UPCASTERS", dict(codec._UPCASTERS))

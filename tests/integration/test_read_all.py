@@ -482,6 +482,7 @@ async def test_an_old_payload_without_its_upcaster_fails_to_read(
 ) -> None:
     """With schema 2 current and no schema-1 upcaster, reading the old event raises."""
     monkeypatch.setattr(TestStarted, "schema_version", 2)
+    codec.unregister_upcaster("test.started", 1)  # (the registry is restored after the test)
     await _insert_v1_event(database_url, "run-old")
 
     with pytest.raises(codec.UnknownEventTypeError, match="from schema version 1"):
