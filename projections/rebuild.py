@@ -52,6 +52,8 @@ _COMPARED = {
     "test_queue": "result_id, run_id, organisation_id, position, enqueued_at, task",
 }
 _BATCH = 2000
+_ONLINE_ROUNDS = 5  # catch-up rounds before the lock, at most
+_FEW_STREAMS = 20  # few enough streams left to catch up under the lock
 
 _ALL_EVENTS = """
 SELECT stream_id, version, global_position, transaction_id, event_id, type, schema_version,
@@ -84,6 +86,8 @@ class RebuildReport:
     seconds: float = 0.0
     differences: dict[str, int] = field(default_factory=dict)
     swapped: bool = False
+    rounds: int = 0
+    locked_seconds: float = 0.0
 
     @property
     def events_per_second(self) -> float:
@@ -165,6 +169,7 @@ async def rebuild(
     pool: asyncpg.Pool,
     *,
     verify: bool = False,
+    online: bool = False,
     on_progress: Callable[[int], object] | None = None,
     on_total: Callable[[int], object] | None = None,
 ) -> RebuildReport:
@@ -174,13 +179,16 @@ async def rebuild(
         pool: the service's pool.
         verify: compare the rebuilt rows with the current ones first; on any
             difference raise VerificationError and swap nothing.
+        online: before taking the lock, catch up in rounds (without blocking
+            anyone) with what was written during the build, so that the final,
+            locked catch-up has little left and writers wait only briefly.
         on_progress: called with the number of events folded since the last call.
         on_total: called once with the number of events to fold.
     """
     report = RebuildReport()
     started = time.perf_counter()
     stamp = f"{int(time.time() * 1000)}"
-    side, retired = f"rebuild_{stamp}", f"retired_{stamp}"
+    side = f"rebuild_{stamp}"
     async with pool.acquire() as reader, pool.acquire() as writer:
         live = await writer.fetchval("SELECT current_schema()")
         await writer.execute(f"CREATE SCHEMA {side}")
@@ -188,45 +196,29 @@ async def rebuild(
             async with writer.transaction():
                 await writer.execute(f"SET LOCAL search_path TO {side}")
                 await writer.execute(declared_schema())
-            async with reader.transaction(isolation="repeatable_read", readonly=True):
-                snapshot = await reader.fetchval("SELECT pg_current_snapshot()::text")
-                if on_total is not None:
-                    on_total(await reader.fetchval("SELECT count(*) FROM events"))
-                batch: list[StreamRows] = []
-                pending = 0
-                async for stream in _streams(reader.cursor(_ALL_EVENTS, prefetch=_BATCH)):
-                    rows = rows_of_stream(stream)
-                    report.events += len(stream)
-                    report.streams += 1
-                    if rows is not None:
-                        batch.append(rows)
-                        pending += 1 + len(rows.results)
-                    if pending >= _BATCH:
-                        await _copy(writer, side, batch)
-                        batch, pending = [], 0
-                    if on_progress is not None:
-                        on_progress(len(stream))
-                await _copy(writer, side, batch)
-            async with writer.transaction():
-                # Lock order matters: the writers' lock first, which every
-                # command takes (shared) before touching any table; then the
-                # streams, for appends made outside the commands; then the queue,
-                # so that no claim changes a lease while it is carried over.
-                await writer.execute("SELECT pg_advisory_xact_lock($1)", WRITERS_LOCK)
-                await writer.execute(f"LOCK TABLE {live}.streams IN SHARE ROW EXCLUSIVE MODE")
-                await writer.execute(f"LOCK TABLE {live}.test_queue IN EXCLUSIVE MODE")
-                report.caught_up_streams = await _catch_up(writer, side, snapshot)
-                await writer.execute(_CARRY_LEASES.format(live=live, side=side))
-                if verify:
-                    report.differences = await _differences(writer, live, side)
-                    if any(report.differences.values()):
-                        raise VerificationError(report)
-                await writer.execute(f"CREATE SCHEMA {retired}")
-                for table in TABLES:
-                    await writer.execute(f"ALTER TABLE {live}.{table} SET SCHEMA {retired}")
-                    await writer.execute(f"ALTER TABLE {side}.{table} SET SCHEMA {live}")
-                await writer.execute(f"DROP SCHEMA {retired} CASCADE")
-                report.swapped = True
+            snapshot = await _build(
+                reader, writer, side, report, on_progress=on_progress, on_total=on_total
+            )
+            while online and report.rounds < _ONLINE_ROUNDS:
+                async with writer.transaction():
+                    # The new snapshot first: the catch-up reads at least it.
+                    fresh = await writer.fetchval("SELECT pg_current_snapshot()::text")
+                    caught = await _catch_up(writer, side, snapshot)
+                snapshot = fresh
+                report.rounds += 1
+                if caught <= _FEW_STREAMS:
+                    break
+            locked = time.perf_counter()
+            await _swap(
+                writer,
+                live,
+                side,
+                retired=f"retired_{stamp}",
+                snapshot=snapshot,
+                report=report,
+                verify=verify,
+            )
+            report.locked_seconds = time.perf_counter() - locked
         finally:
             await writer.execute(f"DROP SCHEMA IF EXISTS {side} CASCADE")
     # The async projections read the inline ones: replay them once those are in.
@@ -234,6 +226,71 @@ async def rebuild(
         await asynchronous.rebuild(pool, projection)
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _build(
+    reader: asyncpg.Connection,
+    writer: asyncpg.Connection,
+    side: str,
+    report: RebuildReport,
+    *,
+    on_progress: Callable[[int], object] | None,
+    on_total: Callable[[int], object] | None,
+) -> str:
+    """Fold every stream of one snapshot into the side tables; return that snapshot."""
+    async with reader.transaction(isolation="repeatable_read", readonly=True):
+        snapshot: str = await reader.fetchval("SELECT pg_current_snapshot()::text")
+        if on_total is not None:
+            on_total(await reader.fetchval("SELECT count(*) FROM events"))
+        batch: list[StreamRows] = []
+        pending = 0
+        async for stream in _streams(reader.cursor(_ALL_EVENTS, prefetch=_BATCH)):
+            rows = rows_of_stream(stream)
+            report.events += len(stream)
+            report.streams += 1
+            if rows is not None:
+                batch.append(rows)
+                pending += 1 + len(rows.results)
+            if pending >= _BATCH:
+                await _copy(writer, side, batch)
+                batch, pending = [], 0
+            if on_progress is not None:
+                on_progress(len(stream))
+        await _copy(writer, side, batch)
+    return snapshot
+
+
+async def _swap(
+    writer: asyncpg.Connection,
+    live: str,
+    side: str,
+    *,
+    retired: str,
+    snapshot: str,
+    report: RebuildReport,
+    verify: bool,
+) -> None:
+    """Under a short lock: the last catch-up, the optional comparison, the swap."""
+    async with writer.transaction():
+        # Lock order matters: the writers' lock first, which every command
+        # takes (shared) before touching any table; then the streams, for
+        # appends made outside the commands; then the queue, so that no claim
+        # changes a lease while it is carried over.
+        await writer.execute("SELECT pg_advisory_xact_lock($1)", WRITERS_LOCK)
+        await writer.execute(f"LOCK TABLE {live}.streams IN SHARE ROW EXCLUSIVE MODE")
+        await writer.execute(f"LOCK TABLE {live}.test_queue IN EXCLUSIVE MODE")
+        report.caught_up_streams = await _catch_up(writer, side, snapshot)
+        await writer.execute(_CARRY_LEASES.format(live=live, side=side))
+        if verify:
+            report.differences = await _differences(writer, live, side)
+            if any(report.differences.values()):
+                raise VerificationError(report)
+        await writer.execute(f"CREATE SCHEMA {retired}")
+        for table in TABLES:
+            await writer.execute(f"ALTER TABLE {live}.{table} SET SCHEMA {retired}")
+            await writer.execute(f"ALTER TABLE {side}.{table} SET SCHEMA {live}")
+        await writer.execute(f"DROP SCHEMA {retired} CASCADE")
+        report.swapped = True
 
 
 async def _copy(conn: asyncpg.Connection, schema: str, batch: list[StreamRows]) -> None:

@@ -145,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         "--verify", action="store_true", help="prove the rebuilt rows equal the current ones"
     )
     rebuild.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rebuild.add_argument(
+        "--online",
+        action="store_true",
+        help="while the service runs: catch up in rounds first, so the final lock is short",
+    )
     args = parser.parse_args(argv)
 
     config = Config.from_env()
@@ -189,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     return asyncio.run(
         cli.rebuild_projections(
-            resolve_dsn(config), verify=args.verify, progress=not args.no_progress
+            resolve_dsn(config),
+            verify=args.verify,
+            progress=not args.no_progress,
+            online=args.online,
         )
     )
 

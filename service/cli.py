@@ -110,7 +110,7 @@ async def replay_run(dsn: str, run_id: str, *, as_json: bool, verify: bool) -> i
         await pool.close()
 
 
-async def rebuild_projections(dsn: str, *, verify: bool, progress: bool) -> int:
+async def rebuild_projections(dsn: str, *, verify: bool, progress: bool, online: bool) -> int:
     """Rebuild every read model; print the events/s reached."""
     pool = await db.create_pool(dsn, min_size=2, max_size=3)
     bar = tqdm(unit="ev", unit_scale=True, disable=not progress, file=sys.stderr, desc="rebuild")
@@ -118,6 +118,7 @@ async def rebuild_projections(dsn: str, *, verify: bool, progress: bool) -> int:
         report = await rebuild(
             pool,
             verify=verify,
+            online=online,
             on_progress=bar.update,
             on_total=lambda total: setattr(bar, "total", total),
         )
@@ -139,7 +140,9 @@ def _print_report(report: RebuildReport) -> None:
     print(
         f"rebuilt {report.streams} runs from {report.events} events in {report.seconds:.2f}s"
         f" ({report.events_per_second:,.0f} events/s); caught up {report.caught_up_streams}"
-        f" streams written meanwhile; swapped: {'yes' if report.swapped else 'no'}"
+        f" streams written meanwhile ({report.rounds} rounds before the lock, then"
+        f" {report.locked_seconds * 1000:.0f} ms locked);"
+        f" swapped: {'yes' if report.swapped else 'no'}"
     )
 
 
