@@ -36,10 +36,12 @@ def _pool(client: ApiClient) -> asyncpg.Pool:
 
 
 @asynccontextmanager
-async def running(pool: asyncpg.Pool, config: Config = CONFIG) -> AsyncIterator[Runner]:
-    """An in-process runner for the duration of the block."""
+async def running(
+    pool: asyncpg.Pool, config: Config = CONFIG, metrics: Any = None
+) -> AsyncIterator[Runner]:
+    """An in-process runner (counting into `metrics`, if given) for the duration of the block."""
     stop = asyncio.Event()
-    runner = Runner(pool, config)
+    runner = Runner(pool, config, metrics=metrics)
     task = asyncio.create_task(runner.run(stop))
     try:
         yield runner

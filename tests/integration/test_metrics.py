@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +21,8 @@ from service.handlers.common import POOL
 from service.metrics import METRICS, Metrics
 from service.runner import Runner
 from tests.helpers import OTHER_API_KEY, ApiClient
+from tests.integration.test_execution import running as running_with
+from tests.integration.test_execution import until
 
 RUNS = "/v1/workflows/tests/runs"
 RUN_TEMPLATE = "/v1/workflows/tests/runs/{run_id}"
@@ -71,23 +72,8 @@ def _pool(client: ApiClient) -> asyncpg.Pool:
 @asynccontextmanager
 async def running(client: ApiClient) -> AsyncIterator[Runner]:
     """An in-process runner counting into the app's metrics, for the duration of the block."""
-    stop = asyncio.Event()
-    runner = Runner(_pool(client), CONFIG, metrics=_metrics(client))
-    task = asyncio.create_task(runner.run(stop))
-    try:
+    async with running_with(_pool(client), CONFIG, _metrics(client)) as runner:
         yield runner
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 30) -> None:
-    """Wait until `check()` holds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("timed out waiting")
-        await asyncio.sleep(0.02)
 
 
 async def _finished(client: ApiClient, run_id: str) -> None:
