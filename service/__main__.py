@@ -114,8 +114,8 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line."""
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and its options."""
     parser = argparse.ArgumentParser(prog="python -m service")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="migrate and serve the API")
@@ -138,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--organisation", dest="organisation_id", help="only its runs' events")
     export.add_argument("--since", help="recorded at or after this RFC 3339 time")
     export.add_argument("--until", help="recorded before this RFC 3339 time")
+    keys_parser = commands.add_parser("keys", help="create, list or revoke API keys")
+    keys_parser.add_argument("action", choices=["create", "list", "revoke"])
+    keys_parser.add_argument("key_id", nargs="?", help="revoke: the key's id (key_...)")
+    keys_parser.add_argument("--organisation", help="create: for this organisation id")
+    keys_parser.add_argument("--new-organisation", help="create: for a new organisation so named")
+    keys_parser.add_argument("--name", default="", help="create: a name to recognise the key by")
     follow_status = commands.add_parser("projections", help="the async projections")
     follow_status.add_argument("action", choices=["status"])
     rebuild = commands.add_parser("rebuild-projections", help="rebuild every read model")
@@ -150,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="while the service runs: catch up in rounds first, so the final lock is short",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line."""
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     config = Config.from_env()
@@ -165,6 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from service import cli  # noqa: PLC0415  (the audit commands load only when used)
 
+    if args.command == "keys":
+        if args.action == "create" and not (args.organisation or args.new_organisation):
+            parser.error("keys create needs --organisation ID or --new-organisation NAME")
+        return _run(
+            cli.keys_command(
+                resolve_dsn(config),
+                args.action,
+                organisation_id=args.organisation,
+                new_organisation=args.new_organisation,
+                name=args.name,
+                key_id=args.key_id,
+            )
+        )
     if args.command == "projections":
         return _run(cli.projections_status(resolve_dsn(config)))
     if args.command == "replay-run":

@@ -160,3 +160,51 @@ async def projections_status(dsn: str) -> int:
     if not rows:
         print("(no async projection has run yet)")
     return 0
+
+
+async def keys_command(
+    dsn: str,
+    action: str,
+    *,
+    organisation_id: str | None = None,
+    new_organisation: str | None = None,
+    name: str = "",
+    key_id: str | None = None,
+) -> int:
+    """`keys create|list|revoke`: manage API keys (only their hashes are stored)."""
+    from service import keys  # noqa: PLC0415
+
+    pool = await db.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            if action == "create":
+                try:
+                    key, created_id, organisation = await keys.create_key(
+                        conn,
+                        organisation_id=organisation_id,
+                        new_organisation=new_organisation,
+                        name=name,
+                    )
+                except LookupError as error:
+                    print(str(error), file=sys.stderr)
+                    return 2
+                print(f"key {created_id} for organisation {organisation} (shown once):")
+                print(key)
+                return 0
+            if action == "revoke":
+                if key_id is None or not await keys.revoke_key(conn, key_id):
+                    print(f"no valid key {key_id!r}", file=sys.stderr)
+                    return 2
+                print(f"revoked {key_id} (servers stop accepting it within 10 s)")
+                return 0
+            for row in await keys.list_keys(conn):
+                state = (
+                    f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "valid"
+                )
+                print(
+                    f"{row['id']}  {row['organisation_id']} ({row['organisation']})"
+                    f"  {row['name'] or '-'}  created {row['created_at']:%Y-%m-%d %H:%M}  {state}"
+                )
+            return 0
+    finally:
+        await pool.close()

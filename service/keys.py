@@ -110,3 +110,50 @@ async def bootstrap(pool: asyncpg.Pool, configured_key: str | None) -> str | Non
         key = new_key()
         await store_key(conn, organisation_id, key, "bootstrap")
         return key
+
+
+async def create_key(
+    conn: asyncpg.Connection,
+    *,
+    organisation_id: str | None = None,
+    new_organisation: str | None = None,
+    name: str = "",
+) -> tuple[str, str, str]:
+    """A new key for an organisation (an existing one, or a new one by name).
+
+    Returns `(key, key_id, organisation_id)`; the key itself is shown once and
+    only its hash is stored.
+    """
+    async with conn.transaction():
+        if new_organisation is not None:
+            organisation_id = await create_organisation(conn, new_organisation)
+        elif organisation_id is None or not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM organisations WHERE id = $1)", organisation_id
+        ):
+            msg = f"no organisation {organisation_id!r}"
+            raise LookupError(msg)
+        key = new_key()
+        key_id = await store_key(conn, organisation_id, key, name)
+    return key, key_id, organisation_id
+
+
+async def list_keys(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every key's id, organisation, name and dates (never the key: it is not stored)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT k.id, k.organisation_id, o.name AS organisation, k.name, k.created_at,"
+        " k.revoked_at FROM api_keys k JOIN organisations o ON o.id = k.organisation_id"
+        " ORDER BY k.created_at, k.id"
+    )
+    return rows
+
+
+async def revoke_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> bool:
+    """Revoke a key by id; False when there is no such key still valid.
+
+    Servers stop accepting it within their lookup cache's lifetime (10 s).
+    """
+    revoked = await conn.fetchval(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id",
+        key_id,
+    )
+    return revoked is not None
