@@ -49,8 +49,10 @@ async def test_an_online_rebuild_under_continuous_load_verifies(
             assert first.swapped
             assert first.rounds >= 1
             assert {"test_runs": 0, "test_results": 0, "test_queue": 0} == first.differences
-            script = run_script(
-                "rebuild-projections", "--online", "--verify", "--no-progress",
+            # In a thread: the runner and the load share this event loop, and the
+            # script's rebuild waits for their transactions to finish.
+            script = await asyncio.to_thread(
+                run_script, "rebuild-projections", "--online", "--verify", "--no-progress",
                 database_url=database_url,
             )  # fmt: skip
             assert 0 == script.returncode, script.stderr
