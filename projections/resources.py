@@ -135,6 +135,19 @@ class Freshness(msgspec.Struct, frozen=True, kw_only=True):
     baseline_run_id: str | None = None
 
 
+def stale_reasons(engine_changed: bool, inputs_changed: bool, validity_changed: bool) -> list[str]:
+    """Freshness `reasons`, in the API's order, for what changed since the baseline."""
+    return [
+        reason
+        for reason, changed in (
+            ("engine_changed", engine_changed),
+            ("inputs_changed", inputs_changed),
+            ("validity_changed", validity_changed),
+        )
+        if changed
+    ]
+
+
 class WorkflowTestRun(msgspec.Struct, frozen=True, kw_only=True):
     """A run of a workflow's saved tests: lifecycle, timing and counts."""
 

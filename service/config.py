@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,25 +44,21 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         """Read the settings from the environment (or a mapping, in tests)."""
         env = os.environ if env is None else env
 
-        def integer(name: str, default: int) -> int:
+        def parsed(name: str, default: T, convert: Callable[[str], T], kind: str) -> T:
             raw = env.get(name)
             if raw is None or raw == "":
                 return default
             try:
-                return int(raw)
+                return convert(raw)
             except ValueError as error:
-                msg = f"{name} must be an integer, got {raw!r}"
+                msg = f"{name} must be {kind}, got {raw!r}"
                 raise SystemExit(msg) from error
 
+        def integer(name: str, default: int) -> int:
+            return parsed(name, default, int, "an integer")
+
         def number(name: str, default: float) -> float:
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                return float(raw)
-            except ValueError as error:
-                msg = f"{name} must be a number, got {raw!r}"
-                raise SystemExit(msg) from error
+            return parsed(name, default, float, "a number")
 
         def flag(name: str, default: bool) -> bool:
             raw = env.get(name, "").strip().lower()

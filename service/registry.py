@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 
 from events.types import utcnow
-from projections.resources import Freshness
+from projections.resources import Freshness, stale_reasons
 from projections.summaries import RunSummary
 from service import fingerprints, ids
 from service.errors import ApiError, NotFoundError, ValidationFailedError
@@ -372,18 +372,11 @@ def _test_freshness(row: asyncpg.Record, latest: RunSummary | None) -> Freshness
             validity_fingerprint=row["validity_fingerprint"],
             input_fingerprint=row["handle_inputs_fingerprint"],
         )
-    reasons = [
-        reason
-        for reason, changed in (
-            ("engine_changed", row["config_fingerprint"] != latest.block_config_fingerprint),
-            (
-                "inputs_changed",
-                row["handle_inputs_fingerprint"] != latest.handle_inputs_fingerprint,
-            ),
-            ("validity_changed", row["validity_fingerprint"] != latest.validity_fingerprint),
-        )
-        if changed
-    ]
+    reasons = stale_reasons(
+        row["config_fingerprint"] != latest.block_config_fingerprint,
+        row["handle_inputs_fingerprint"] != latest.handle_inputs_fingerprint,
+        row["validity_fingerprint"] != latest.validity_fingerprint,
+    )
     return Freshness(
         status="stale" if reasons else "fresh",
         reasons=reasons,

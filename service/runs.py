@@ -19,7 +19,7 @@ from events.types import (
     Trigger,
 )
 from projections.fold import RunView
-from projections.resources import TERMINAL, Freshness, WorkflowTestRun
+from projections.resources import TERMINAL, Freshness, WorkflowTestRun, stale_reasons
 from service import fingerprints, ids, pagination, registry
 from service.commands import append_and_project, decide, enter_as_writer, stream_of
 from service.errors import NotFoundError, ValidationFailedError
@@ -228,15 +228,7 @@ def with_freshness(
 ) -> WorkflowTestRun:
     """The run with its freshness status and reasons filled in."""
     baseline = run.freshness or Freshness(status="unknown", baseline_run_id=run.id)
-    reasons = [
-        reason
-        for reason, changed in (
-            ("engine_changed", engine_changed),
-            ("inputs_changed", inputs_changed),
-            ("validity_changed", validity_changed),
-        )
-        if changed
-    ]
+    reasons = stale_reasons(engine_changed, inputs_changed, validity_changed)
     freshness = msgspec.structs.replace(
         baseline, status="stale" if reasons else "fresh", reasons=reasons
     )

@@ -232,3 +232,19 @@ async def test_the_stream_closes_after_a_cancel(client: ApiClient) -> None:
         received = await reader.rest()
     assert "run.cancelled" == received[-1]["event"]
     assert [str(n) for n in range(1, len(received) + 1)] == [m["id"] for m in received]
+
+
+async def test_new_events_arrive_on_notify_not_on_the_poll(
+    client: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the safety poll pushed to a minute, a new event still arrives at once (NOTIFY)."""
+    monkeypatch.setattr(event_handlers, "POLL_S", 60.0)
+    run_id = await _run_with_tests(client, 1)
+    async with client.http.get(_events_path(run_id), headers=SSE) as response:
+        reader = Reader(response)
+        first = await reader.next()
+        assert first is not None
+        await client.call("POST", f"{RUNS}/{run_id}/cancel", expect=200)
+        cancelled = await asyncio.wait_for(reader.next(), timeout=5)
+    assert cancelled is not None
+    assert "run.cancelled" == cancelled["event"]

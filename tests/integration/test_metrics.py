@@ -21,20 +21,13 @@ from service.handlers.common import POOL
 from service.metrics import METRICS, Metrics
 from service.runner import Runner
 from tests.helpers import OTHER_API_KEY, ApiClient
+from tests.integration.test_execution import CONFIG, until
 from tests.integration.test_execution import running as running_with
-from tests.integration.test_execution import until
 
 RUNS = "/v1/workflows/tests/runs"
 RUN_TEMPLATE = "/v1/workflows/tests/runs/{run_id}"
 RUN_STATUSES = ("pending", "queued", "running", "completed", "error", "cancelled")
 
-CONFIG = Config(
-    function_modules=frozenset({"tests.run_functions"}),
-    runner_concurrency=16,
-    runner_batch=20,
-    test_timeout_s=5,
-    retry_backoff_s=0.05,
-)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
