@@ -38,6 +38,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     max_answer_bytes: int = 10 * 1024 * 1024
     shutdown_grace_s: float = 10.0
     lease_margin_s: float = 30.0
+    db_acquire_timeout_s: float = 5.0
+    db_statement_timeout_ms: int = 15000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -101,4 +103,6 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             max_answer_bytes=integer("MAX_ANSWER_BYTES", 10 * 1024 * 1024),
             shutdown_grace_s=number("SHUTDOWN_GRACE_S", 10.0),
             lease_margin_s=number("LEASE_MARGIN_S", 30.0),
+            db_acquire_timeout_s=number("DB_ACQUIRE_TIMEOUT_S", 5.0),
+            db_statement_timeout_ms=max(0, integer("DB_STATEMENT_TIMEOUT_MS", 15000)),
         )
