@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from events.errors import ConcurrencyError
+from service import availability
 from service.errors import ApiError, ValidationFailedError
 from service.keys import KeyLookup, Principal
 
@@ -102,9 +103,15 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = ApiError(error.status, code, error.reason).response()
         if error.status == 405:
             response.headers["Allow"] = error.headers.get("Allow", "")
-    except Exception:
-        log.exception("unhandled_error", method=request.method, path=request.path)
-        response = ApiError(500, "internal_error", "Internal server error").response()
+    except Exception as error:
+        if availability.unavailable(error):
+            # The database cannot answer now (pool exhausted, too slow, restarting):
+            # the client may retry, so a 503 with Retry-After rather than a 500.
+            log.warning("database_unavailable", error=f"{type(error).__name__}: {error}")
+            response = availability.response(error)
+        else:
+            log.exception("unhandled_error", method=request.method, path=request.path)
+            response = ApiError(500, "internal_error", "Internal server error").response()
     response.headers["X-Request-Id"] = request_id
     route = request.match_info.route.resource
     log.info(
