@@ -85,6 +85,10 @@ class AssertionServices:
     `judge_url` answers `llm_judged_as`/`llm_not_judged_as`; `embeddings_url`
     answers `similarity_gte` with method `embeddings`. Without a `session`, a
     short-lived one is opened per request.
+
+    Both URLs are the operator's (JUDGE_URL, EMBEDDINGS_URL), never a tenant's,
+    and are often a sidecar on a private address: unlike `api_call` targets they
+    are not limited by ALLOWED_OUTBOUND_HOSTS. Redirects are not followed.
     """
 
     judge_url: str | None = None
@@ -574,7 +578,15 @@ async def _post(session: aiohttp.ClientSession, url: str, body: Any, timeout_s: 
         data=msgspec.json.encode(body),
         headers={"Content-Type": "application/json"},
         timeout=aiohttp.ClientTimeout(total=timeout_s),
+        # The operator's URL (JUDGE_URL, EMBEDDINGS_URL) is the final one: values
+        # under test are never sent on to wherever a redirect points.
+        allow_redirects=False,
     ) as response:
+        if 300 <= response.status < 400:
+            raise _ServiceError(
+                f"answered HTTP {response.status} (a redirect; redirects are not followed: "
+                "configure the final URL)"
+            )
         if response.status >= 400:
             raise _ServiceError(f"answered HTTP {response.status}")
         return await response.read()

@@ -9,6 +9,8 @@ from typing import TypeVar
 
 import msgspec
 
+from service.outbound import parse_allowed
+
 T = TypeVar("T")
 
 
@@ -38,8 +40,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     max_answer_bytes: int = 10 * 1024 * 1024
     shutdown_grace_s: float = 10.0
     lease_margin_s: float = 30.0
+    allowed_outbound_hosts: tuple[str, ...] = ()
     db_acquire_timeout_s: float = 5.0
     db_statement_timeout_ms: int = 15000
+    rate_limit_per_s: float = 0.0
+    rate_limit_burst: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -103,6 +108,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             max_answer_bytes=integer("MAX_ANSWER_BYTES", 10 * 1024 * 1024),
             shutdown_grace_s=number("SHUTDOWN_GRACE_S", 10.0),
             lease_margin_s=number("LEASE_MARGIN_S", 30.0),
+            allowed_outbound_hosts=parsed(
+                "ALLOWED_OUTBOUND_HOSTS",
+                (),
+                parse_allowed,
+                "comma-separated host names, host:port, IP addresses or CIDR networks",
+            ),
             db_acquire_timeout_s=number("DB_ACQUIRE_TIMEOUT_S", 5.0),
             db_statement_timeout_ms=max(0, integer("DB_STATEMENT_TIMEOUT_MS", 15000)),
+            rate_limit_per_s=max(0.0, number("RATE_LIMIT_PER_S", 0.0)),
+            rate_limit_burst=max(0, integer("RATE_LIMIT_BURST", 0)),
         )

@@ -18,6 +18,11 @@ cancellation the runner uses for its own per-test timeout.
 Handle payloads are never logged, nor copied into error details: a failure
 carries the block's URL (without credentials, query or fragment), the status
 and a short snippet of what the remote side answered.
+
+HTTP calls go only to public addresses, or to those the operator allows
+(`ALLOWED_OUTBOUND_HOSTS`, see `service.outbound`); a refused destination is a
+`BlockExecutionError` with the reason `destination_not_allowed`. Redirects are
+never followed.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from typing import Any, NoReturn
 import aiohttp
 import msgspec
 import yarl
+
+from service import outbound
 
 __all__ = ["BlockExecutionError", "ExecutorSettings", "execute", "plain_inputs"]
 
@@ -65,7 +72,10 @@ class BlockExecutionError(Exception):
 class ExecutorSettings:
     """What the executors need from the process.
 
-    `session`: the aiohttp client session of the process (never closed here).
+    `session`: the aiohttp client session of the process (never closed here);
+    made by `outbound.client_session`, so that it connects only to public or
+    allowed addresses. Any other session is treated as allowing nothing but
+    public addresses (checked before each call, without pinning).
     `block_runtime_url`: `BLOCK_RUNTIME_URL`, where blocks of other types run.
     `function_modules`: `FUNCTION_MODULES`, the modules (and their submodules)
     whose callables `function` blocks may call.
@@ -260,6 +270,7 @@ async def _http_json(
     """
     safe_url = _safe_url(url)
     facts: dict[str, Any] = {"url": safe_url, "method": method}
+    await _check_destination(settings, url, what, facts)
     sent_headers = {"Content-Type": "application/json"} if body is not None else {}
     sent_headers.update(headers)
     timeout = aiohttp.ClientTimeout(total=timeout_s, connect=settings.connect_timeout_s)
@@ -312,9 +323,7 @@ async def _http_json(
         facts.update(reason="timeout", timeout_s=timeout_s, error_type=type(error).__name__)
         _fail(f"{what} timed out after {timeout_s:g} s", facts, error)
     except aiohttp.ClientConnectorError as error:
-        # Connection refused, an unknown host, a TLS handshake that fails.
-        facts.update(reason="connection_failed", error_type=type(error).__name__)
-        _fail(f"{what} could not connect: {_scrub(_describe(error), url, safe_url)}", facts, error)
+        _connect_failed(what, error, url, facts)
     except (aiohttp.ClientError, OSError, ValueError) as error:
         # A peer that hangs up, a malformed answer, a header aiohttp refuses to send.
         facts.update(reason="request_failed", error_type=type(error).__name__)
@@ -330,6 +339,46 @@ async def _http_json(
         facts.update(reason="invalid_json", body_snippet=_snippet(raw))
         answered = "an empty body" if not raw.strip() else f"a body that is not JSON ({error})"
         _fail(f"{what} answered {answered}", facts, error)
+
+
+async def _check_destination(
+    settings: ExecutorSettings, url: yarl.URL, what: str, facts: dict[str, Any]
+) -> None:
+    """Refuse an internal destination before sending anything.
+
+    With the guarded session, only an address written in the URL is checked
+    here (aiohttp does not resolve those); host names are checked by the
+    session's resolver, on the very addresses it then connects to.
+    """
+    host, port = url.raw_host or "", url.port or 0
+    policy = outbound.policy_of(settings.session)
+    try:
+        if policy is not None:
+            outbound.check_literal(host, port, policy)
+        else:
+            await outbound.resolve_checked(host, port, outbound.Policy())
+    except outbound.Refused as refused:
+        _refused(what, refused, facts)
+    except OSError as error:
+        facts.update(reason="connection_failed", error_type=type(error).__name__)
+        _fail(f"{what} could not connect: {_describe(error)}", facts, error)
+
+
+def _connect_failed(
+    what: str, error: aiohttp.ClientConnectorError, url: yarl.URL, facts: dict[str, Any]
+) -> NoReturn:
+    if isinstance(error.os_error, outbound.Refused):
+        # The guarded resolver refused what the host name resolved to.
+        _refused(what, error.os_error, facts)
+    # Connection refused, an unknown host, a TLS handshake that fails.
+    facts.update(reason="connection_failed", error_type=type(error).__name__)
+    safe_url = facts["url"]
+    _fail(f"{what} could not connect: {_scrub(_describe(error), url, safe_url)}", facts, error)
+
+
+def _refused(what: str, refused: outbound.Refused, facts: dict[str, Any]) -> NoReturn:
+    facts.update(reason="destination_not_allowed", variable=outbound.VARIABLE, **refused.details())
+    _fail(f"{what} refused: {refused}", facts, refused)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:

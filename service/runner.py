@@ -36,7 +36,7 @@ from events.types import (
 )
 from projections.fold import RunView
 from projections.resources import TERMINAL
-from service import assertions, execution, executors, queue
+from service import assertions, execution, executors, outbound, queue
 from service.config import Config
 from service.execution import Outcome
 from service.metrics import Metrics
@@ -121,9 +121,13 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and execute until `stop` is set; then finish or release what is held."""
         timeout = aiohttp.ClientTimeout(total=self.config.test_timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            # Blocks call only public or allowed addresses (ALLOWED_OUTBOUND_HOSTS).
+            outbound.client_session(self.config.allowed_outbound_hosts, timeout=timeout) as guarded,
+        ):
             self._settings = executors.ExecutorSettings(
-                session=session,
+                session=guarded,
                 block_runtime_url=self.config.block_runtime_url,
                 function_modules=self.config.function_modules,
                 max_answer_bytes=self.config.max_answer_bytes,

@@ -28,6 +28,7 @@ CONFIG = Config(
     runner_batch=20,
     test_timeout_s=5,
     retry_backoff_s=0.05,
+    allowed_outbound_hosts=("127.0.0.1",),  # the tests' own local servers
 )
 
 

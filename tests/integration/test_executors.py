@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from service import outbound
 from service.executors import BlockExecutionError, ExecutorSettings, execute, plain_inputs
 
 MB = 1024 * 1024
@@ -164,7 +164,7 @@ async def server() -> AsyncIterator[TestServer]:
 @pytest.fixture
 async def settings() -> AsyncIterator[ExecutorSettings]:
     """Executor settings with a fresh client session and a 1 MB answer limit."""
-    async with aiohttp.ClientSession() as session:
+    async with outbound.client_session(["127.0.0.1"]) as session:  # the test servers
         yield ExecutorSettings(
             session=session,
             function_modules=frozenset({FIXTURES}),
