@@ -7,11 +7,13 @@ and have no gaps. `global_position` is unique but is *not* commit order; see
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
+import structlog
 
 from events import codec
 from events.errors import AppendOnlyError, ConcurrencyError, IdempotencyConflictError
@@ -20,6 +22,8 @@ from events.types import Metadata, NewEvent, RecordedEvent
 WRONG_EXPECTED_VERSION = "EV001"
 IDEMPOTENCY_CONFLICT = "EV002"
 APPEND_ONLY = "EV003"
+
+log = structlog.get_logger(__name__)
 
 _metadata_encoder = msgspec.json.Encoder()
 _metadata_decoder = msgspec.json.Decoder(Metadata)
@@ -37,6 +41,45 @@ ORIGIN = Checkpoint(0, 0)
 _APPEND = """
 SELECT global_position, version
   FROM append_events($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+
+# The fast path of an append at an expected version: one plain statement, no
+# PL/pgSQL. It moves the stream's row from the expected version (or creates it,
+# for version 0) and inserts the events after it. When the stream is not at the
+# expected version it writes nothing and returns no row; `append_events()` then
+# answers (an idempotent retry, or EV001). A concurrent appender waits for the
+# stream row's lock, then re-checks `version = $2` against the committed row.
+_EVENT_ROWS = """
+INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,
+                    occurred_at)
+SELECT $1, s.base + i.ord, i.type, i.schema_version, i.data, i.metadata, i.event_id,
+       i.occurred_at
+  FROM s, unnest($4::text[], $5::integer[], $6::jsonb[], $7::jsonb[], $3::uuid[],
+                 $8::timestamptz[])
+          WITH ORDINALITY AS i(type, schema_version, data, metadata, event_id, occurred_at, ord)
+RETURNING global_position, version
+"""
+_FAST_APPEND = (
+    """
+WITH s AS (
+    UPDATE streams SET version = version + cardinality($3::uuid[])
+     WHERE stream_id = $1 AND version = $2::bigint
+    RETURNING $2::bigint AS base
+)"""
+    + _EVENT_ROWS
+)
+_FAST_CREATE = (
+    """
+WITH s AS (
+    INSERT INTO streams (stream_id, version) VALUES ($1, cardinality($3::uuid[]))
+        ON CONFLICT (stream_id) DO NOTHING
+    RETURNING $2::bigint AS base
+)"""
+    + _EVENT_ROWS
+)
+_NOTIFY = """
+SELECT set_config('synchronous_commit', 'off', true), count(pg_notify('events', stream_id))
+  FROM unnest($1::text[]) AS stream_id
 """
 
 _COLUMNS = """
@@ -124,6 +167,16 @@ class EventStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.notifier = Notifier(pool)
+
+    def announce(self, *stream_ids: str) -> None:
+        """Wake the followers of these streams, once the appends to them have committed.
+
+        `append` without `conn` announces its own appends. A caller that appends
+        inside its own transaction calls this after the commit (never before: a
+        follower woken early reads nothing new and waits for its next poll).
+        """
+        self.notifier.wake(stream_ids)
 
     async def append(
         self,
@@ -162,13 +215,15 @@ class EventStore:
             return await self._append(conn, stream_id, expected_version, args)
         async with self.pool.acquire() as own:
             try:
-                return await self._append(own, stream_id, expected_version, args)
+                positions = await self._append(own, stream_id, expected_version, args)
             except ConcurrencyError:
                 # A concurrent append of these very events may have won the
                 # race: the retry answers their positions, or fails again.
                 if not await _any_stored(own, events):
                     raise
-                return await self._append(own, stream_id, expected_version, args)
+                positions = await self._append(own, stream_id, expected_version, args, fast=False)
+        self.notifier.wake((stream_id,))
+        return positions
 
     async def _append(
         self,
@@ -176,9 +231,17 @@ class EventStore:
         stream_id: str,
         expected_version: int | None,
         args: tuple[Any, ...],
+        *,
+        fast: bool = True,
     ) -> list[int]:
         try:
-            rows = await conn.fetch(_APPEND, *args)
+            rows = []
+            if fast and expected_version is not None:
+                rows = await conn.fetch(
+                    _FAST_CREATE if expected_version == 0 else _FAST_APPEND, *args
+                )
+            if not rows:
+                rows = await conn.fetch(_APPEND, *args)
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name in ("events_stream_version_key", "events_event_id_key"):
                 raise ConcurrencyError(stream_id, expected_version, str(error)) from error
@@ -243,6 +306,45 @@ class EventStore:
             "SELECT version FROM streams WHERE stream_id = $1", stream_id
         )
         return int(version or 0)
+
+
+class Notifier:
+    """Wake-ups on channel `events`, sent after the appends commit, coalesced.
+
+    A NOTIFY inside the appending transaction takes PostgreSQL's cluster-wide
+    notify lock at commit and holds it through the WAL flush, which serialises
+    every appender's commit. Here at most one NOTIFY transaction per process is
+    in flight; it names every stream announced meanwhile and commits without
+    waiting for the WAL flush. A wake-up is only a hint: followers re-read from
+    their checkpoint and also poll, so a lost one (a crash right after a commit)
+    delays an event, never loses it.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._pending: set[str] = set()
+        self._sending: asyncio.Task[None] | None = None
+
+    def wake(self, stream_ids: Iterable[str]) -> None:
+        """Announce these streams as soon as possible (without waiting)."""
+        self._pending.update(stream_ids)
+        if self._pending and (self._sending is None or self._sending.done()):
+            self._sending = asyncio.get_running_loop().create_task(self._send())
+
+    async def flush(self) -> None:
+        """Wait until every wake-up asked for so far has been sent (or has failed)."""
+        while self._sending is not None and not self._sending.done():
+            await asyncio.shield(self._sending)
+
+    async def _send(self) -> None:
+        while self._pending:
+            streams = sorted(self._pending)
+            self._pending.clear()
+            try:
+                await self._pool.execute(_NOTIFY, streams)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+                # The followers' poll covers it.
+                log.debug("notify_failed", error=str(error), streams=len(streams))
 
 
 async def fetch_stream(

@@ -75,6 +75,11 @@ class Decided:
     before: RunView
     after: RunView
 
+    @property
+    def appended(self) -> bool:
+        """Whether the decision appended events (to announce after the commit)."""
+        return self.after.version != self.before.version
+
 
 # A decision returns events, bare (they happen now) or with their envelope
 # (a runner's outcome happened when the test finished, not when it is recorded).

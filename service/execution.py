@@ -24,7 +24,7 @@ from events.types import (
 )
 from projections.fold import RunView
 from projections.resources import TERMINAL, Running
-from service.commands import decide
+from service.commands import decide, stream_of
 from service.queue import Claim
 
 Outcome = TestPassed | TestFailed | TestBlocked | TestErrored
@@ -142,6 +142,8 @@ async def start(
             drop = [c.result_id for c in claims]
         if drop:
             await conn.execute(_DELETE_CLAIMS, drop)
+    if decided is not None and decided.appended:
+        store.announce(stream_of(run_id))
     return execute, decided.after if decided is not None else None
 
 
@@ -169,7 +171,11 @@ async def record(
             metadata=metadata,
             known=known,
         )
-    return decided.after if decided is not None else None
+    if decided is None:
+        return None
+    if decided.appended:
+        store.announce(stream_of(run_id))
+    return decided.after
 
 
 def result_id_of(outcome: NewEvent) -> str:

@@ -111,9 +111,11 @@ async def create_run(
             ),
             workflow_revision=revision,
         )
-        return await append_and_project(
+        run = await append_and_project(
             conn, store, stream_of(run_id), [NewEvent(event=created, metadata=metadata)], 0
         )
+    store.announce(stream_of(run_id))
+    return run
 
 
 # Freshness compares what each test of the run tested with what the current
@@ -265,4 +267,5 @@ async def cancel_run(
             raise NotFoundError(
                 "run_not_cancellable", f"Workflow test run is already {status}: {run_id}"
             )
+    store.announce(stream_of(run_id))
     return await get_run(pool, organisation_id, run_id)

@@ -538,7 +538,9 @@ async def test_a_listener_is_notified_of_committed_appends_only(
 ) -> None:
     """A LISTEN on channel `events` receives the stream id of each committed append.
 
-    An append rolled back before a later committed one is never announced.
+    The store announces its own appends once they commit; an append made in the
+    caller's transaction is announced by the caller after its commit, so one
+    rolled back is never announced.
     """
     received: list[str] = []
     arrived = asyncio.Event()
@@ -567,7 +569,42 @@ async def test_a_listener_is_notified_of_committed_appends_only(
                 await append_then_roll_back(conn)
             async with conn.transaction():
                 await store.append("run-second", batch(1), None, conn=conn)
+            store.announce("run-second")
         await asyncio.wait_for(arrived.wait(), timeout=5)
         assert received == ["run-first", "run-second"]
+    finally:
+        await listener.close()
+
+
+async def test_an_append_in_the_callers_transaction_is_announced_by_the_caller_only(
+    store: EventStore, pool: asyncpg.Pool, database_url: str
+) -> None:
+    """No NOTIFY from inside the appending transaction (it would serialise commits).
+
+    The commit alone announces nothing; `announce` after it does, and wake-ups
+    asked for together arrive coalesced in one batch of distinct stream ids.
+    """
+    received: list[str] = []
+    arrived = asyncio.Event()
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        received.append(payload)
+        arrived.set()
+
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener("events", on_notify)
+        async with pool.acquire() as conn, conn.transaction():
+            await store.append("run-quiet", batch(2), 0, conn=conn)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(arrived.wait(), timeout=0.5)
+        assert received == []
+
+        store.announce("run-quiet", "run-other")
+        store.announce("run-quiet")
+        await store.notifier.flush()
+        await asyncio.wait_for(arrived.wait(), timeout=5)
+        await asyncio.sleep(0.2)
+        assert sorted(received) == ["run-other", "run-quiet"]
     finally:
         await listener.close()
