@@ -9,8 +9,25 @@ Workloads:
              reference: plain asyncpg INSERTs into a minimal events table.
   read       16 concurrent readers of 10-event streams (EventStore.read_stream,
              typed); reference: the same SELECT on the minimal table.
-  scan       every event, in commit order, decoded (EventStore.read_all, pages of
-             1,000); reference: an ordered keyset scan of the minimal table.
+  scan       every event of a history of real run streams, in commit order, decoded
+             (EventStore.read_all, pages of 1,000); reference: an ordered keyset
+             scan of the minimal table holding the same rows.
+  rebuild    scripts/rebuild-projections (the subprocess, as a user runs it) on that
+             history: events/s against the goal of 100,000, the in-process figure,
+             and its peak RSS beside a rebuild of ten times fewer events.
+  memory     peak RSS of scripts/replay-run on a long run stream and of
+             scripts/export-events of the whole history, each beside the same
+             command on ten times fewer events: flat = constant memory.
+  http       GET of a run resource from the real server at 32 concurrent connections,
+             from a separate load generator (wrk, else scripts/bench_http.py):
+             requests/s, p50, p99; reference: a minimal aiohttp handler returning the
+             same bytes with no database.
+  peer       the eventsourcing library's PostgreSQL recorder (scripts/bench_peer.py)
+             appending (1 and 10 per transaction) and reading a 10-event stream,
+             beside our EventStore and the plain INSERTs of the same run.
+
+The history (scripts/bench_history.py) is built once per invocation and shared by
+scan, rebuild and memory; every database made is dropped at the end.
 """
 
 from __future__ import annotations
@@ -18,11 +35,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import platform
+import re
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +53,11 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_history
+import bench_http
+import bench_peer
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "rtk_bench_" + uuid.uuid4().hex
@@ -345,150 +370,569 @@ async def read_once(admin: str, reads: int) -> dict[str, float]:
     return timings
 
 
-async def scan_once(admin: str, events: int) -> dict[str, float]:
+def long_run(events: int) -> int:
+    """The tests of a history's long run: 2% of its events, as 2 events per test."""
+    return max(10, events // 50)
+
+
+class Histories:
+    """Histories of real run streams, built once per invocation and shared (see bench_history)."""
+
+    def __init__(self, admin: str) -> None:
+        self.admin = admin
+        self.built: dict[tuple[int, int], tuple[Database, bench_history.History]] = {}
+        self.minimal: set[int] = set()
+
+    async def get(
+        self, events: int, long_run_tests: int | None = None
+    ) -> tuple[Database, bench_history.History]:
+        """The database holding about `events` events, with a run of `long_run_tests` tests.
+
+        By default the long run has events/50 tests (20,000 events in 1,000,000);
+        another run has a tenth of its tests.
+        """
+        tests = long_run_tests if long_run_tests is not None else long_run(events)
+        if (events, tests) not in self.built:
+            from events.store import init_connection  # noqa: PLC0415
+
+            database = await Database(self.admin).__aenter__()
+            started = time.perf_counter()
+            conn = await asyncpg.connect(database.dsn)
+            try:
+                await init_connection(conn)
+                history = await bench_history.build(conn, events, tests)
+                await conn.execute("VACUUM ANALYZE events")
+                await conn.execute("VACUUM ANALYZE streams")
+            finally:
+                await conn.close()
+            print(
+                f"history: {history.events:,} events in {history.runs:,} runs,"
+                f" built in {time.perf_counter() - started:.1f}s",
+                file=sys.stderr,
+            )
+            self.built[events, tests] = (database, history)
+        return self.built[events, tests]
+
+    async def with_minimal(self, events: int) -> tuple[Database, bench_history.History]:
+        """The history, plus the same rows in the minimal table (the scan's reference)."""
+        database, history = await self.get(events)
+        if events not in self.minimal:
+            conn = await asyncpg.connect(database.dsn)
+            try:
+                await conn.execute(_MINIMAL)
+                await conn.execute(
+                    "INSERT INTO bench_minimal (stream_id, version, type, data)"
+                    " SELECT stream_id, version, type, data FROM events ORDER BY global_position"
+                )
+                await conn.execute("VACUUM ANALYZE bench_minimal")
+            finally:
+                await conn.close()
+            self.minimal.add(events)
+        return database, history
+
+    async def drop(self) -> None:
+        """Drop every history database."""
+        for database, _ in self.built.values():
+            await database.__aexit__()
+        self.built.clear()
+
+
+async def scan_once(histories: Histories, events: int) -> dict[str, float]:
     """Every event in commit order: read_all decoded, and a plain keyset scan, events/s."""
     from events.store import ORIGIN, EventStore, checkpoint_of  # noqa: PLC0415
+    from service.db import create_pool  # noqa: PLC0415
 
-    async with Database(admin) as database:
-        pool = await _store_pool(database.dsn, 2)
-        store = EventStore(pool)
-        try:
-            await pool.execute(
-                """
-                INSERT INTO events (stream_id, version, type, schema_version, data, metadata,
-                                    event_id, occurred_at)
-                SELECT 'run-s' || (n / 100), n % 100 + 1, 'test.started', 2, $2::jsonb, '{}',
-                       gen_random_uuid(), now()
-                  FROM generate_series(0, $1 - 1) n
-                """,
-                events,
-                _PAYLOAD,
-            )
-            await pool.execute(
-                """
-                INSERT INTO bench_minimal (stream_id, version, type, data)
-                SELECT 's' || (n / 100), n % 100 + 1, 'test.started', $2::jsonb
-                  FROM generate_series(0, $1 - 1) n
-                """,
-                events,
-                _PAYLOAD,
-            )
-            await pool.execute("VACUUM ANALYZE events")
-            await pool.execute("VACUUM ANALYZE bench_minimal")
-            timings = {}
-            started = time.perf_counter()
-            last, seen = 0, 0
-            async with pool.acquire() as conn:
-                while True:
-                    rows = await conn.fetch(
-                        "SELECT global_position, stream_id, version, type, data FROM bench_minimal"
-                        " WHERE global_position > $1 ORDER BY global_position LIMIT 1000",
-                        last,
-                    )
-                    if not rows:
-                        break
-                    seen += len(rows)
-                    last = rows[-1]["global_position"]
-            timings["reference"] = seen / (time.perf_counter() - started)
-            started = time.perf_counter()
-            after, seen = ORIGIN, 0
-            while page := await store.read_all(after, 1000):
-                seen += len(page)
-                after = checkpoint_of(page[-1])
-            timings["ours"] = seen / (time.perf_counter() - started)
-            if seen != events:
-                msg = f"read_all returned {seen} of {events} events"
-                raise RuntimeError(msg)
-        finally:
-            await pool.close()
+    database, history = await histories.with_minimal(events)
+    pool = await create_pool(database.dsn, min_size=2, max_size=2)
+    store = EventStore(pool)
+    try:
+        timings = {}
+        started = time.perf_counter()
+        last, seen = 0, 0
+        async with pool.acquire() as conn:
+            while True:
+                rows = await conn.fetch(
+                    "SELECT global_position, stream_id, version, type, data FROM bench_minimal"
+                    " WHERE global_position > $1 ORDER BY global_position LIMIT 1000",
+                    last,
+                )
+                if not rows:
+                    break
+                seen += len(rows)
+                last = rows[-1]["global_position"]
+        timings["reference"] = seen / (time.perf_counter() - started)
+        started = time.perf_counter()
+        after, seen = ORIGIN, 0
+        while page := await store.read_all(after, 1000):
+            seen += len(page)
+            after = checkpoint_of(page[-1])
+        timings["ours"] = seen / (time.perf_counter() - started)
+        if seen != history.events:
+            msg = f"read_all returned {seen} of {history.events} events"
+            raise RuntimeError(msg)
+    finally:
+        await pool.close()
     return timings
 
 
-def _summary(values: list[float]) -> str:
-    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+def _measured(
+    command: list[str], dsn: str, stdout: Path | None = None
+) -> tuple[float, float, str, str]:
+    """Run a command to its end: wall seconds, its peak RSS (MB), stdout and stderr.
+
+    The peak is the child's own `ru_maxrss`, from wait4 on its pid (the scripts
+    exec Python, so that is the Python process).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = stdout or Path(tmp) / "stdout"
+        err_path = Path(tmp) / "stderr"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            started = time.perf_counter()
+            child = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**os.environ, "DATABASE_URL": dsn, "LOG_LEVEL": "warning"},
+                stdout=out,
+                stderr=err,
+            )
+            _, status, usage = os.wait4(child.pid, 0)
+            elapsed = time.perf_counter() - started
+            child.returncode = os.waitstatus_to_exitcode(status)
+        text = out_path.read_text(errors="replace") if stdout is None else ""
+        errors = err_path.read_text(errors="replace")
+    if child.returncode != 0:
+        msg = f"{' '.join(command)} exited {child.returncode}: {errors[-2000:]}"
+        raise RuntimeError(msg)
+    return elapsed, usage.ru_maxrss / 1024, text, errors
+
+
+async def rebuild_once(histories: Histories, events: int) -> dict[str, float]:
+    """scripts/rebuild-projections on the history: events/s of the subprocess and in-process."""
+    database, history = await histories.get(events)
+    elapsed, rss, out, _ = await asyncio.to_thread(
+        _measured, [str(ROOT / "scripts" / "rebuild-projections"), "--no-progress"], database.dsn
+    )
+    found = re.search(r"from (\d+) events in [\d.]+s \(([\d,]+) events/s\)", out)
+    if found is None or int(found.group(1)) != history.events:
+        msg = f"unexpected rebuild output: {out}"
+        raise RuntimeError(msg)
+    conn = await asyncpg.connect(database.dsn)
+    try:
+        completed = await conn.fetchval("SELECT count(*) FROM test_runs WHERE status = 'completed'")
+    finally:
+        await conn.close()
+    if completed != history.runs:
+        msg = f"the rebuild made {completed} completed runs of {history.runs}"
+        raise RuntimeError(msg)
+    # Constant memory: the same rebuild on a tenth of the events, with as long a run.
+    small_db, _ = await histories.get(events // 10, long_run(events))
+    _, small_rss, _, _ = await asyncio.to_thread(
+        _measured, [str(ROOT / "scripts" / "rebuild-projections"), "--no-progress"], small_db.dsn
+    )
+    return {
+        "ours": history.events / elapsed,
+        "in_process": float(found.group(2).replace(",", "")),
+        "seconds": elapsed,
+        "rebuild_large": rss,
+        "rebuild_small": small_rss,
+    }
+
+
+async def memory_once(histories: Histories, events: int) -> dict[str, float]:
+    """Peak RSS (MB) of replay-run and export-events, on N and N/10 events.
+
+    replay-run: the history's long run, and its run of a tenth of the tests.
+    export-events: the history, and one of a tenth of the events (the rebuild
+    workload measures its own peak the same way).
+    """
+    scripts = ROOT / "scripts"
+    large_db, large = await histories.get(events)
+    small_db, _ = await histories.get(events // 10, long_run(events))
+    sample: dict[str, float] = {}
+    for label, run_id, expected in (
+        ("replay_large", large.big_run, large.big_run_events),
+        ("replay_small", large.small_run, large.small_run_events),
+    ):
+        _, rss, out, _ = await asyncio.to_thread(
+            _measured, [str(scripts / "replay-run"), run_id], large_db.dsn
+        )
+        if len(out.splitlines()) != expected + 2:  # a header and a rule, then one per event
+            msg = f"replay-run printed {len(out.splitlines())} lines for {expected} events"
+            raise RuntimeError(msg)
+        sample[label] = rss
+    for label, database in (("export_large", large_db), ("export_small", small_db)):
+        _, rss, _, errors = await asyncio.to_thread(
+            _measured, [str(scripts / "export-events")], database.dsn, Path(os.devnull)
+        )
+        if "exported" not in errors:
+            msg = f"export-events said: {errors[-500:]}"
+            raise RuntimeError(msg)
+        sample[label] = rss
+    return sample
+
+
+async def _one_completed_run(admin: str, database: Database) -> str:
+    """A run of 10 no-op function tests, executed by a real server; returns its id."""
+    workflow_id = await _seed_tests(database.dsn, 10)
+    port = _free_port()
+    server = _start_server(database.dsn, port, {})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session:
+            await _wait_healthy(session, base)
+            async with session.post(
+                f"{base}/v1/workflows/tests/runs", json={"workflow_id": workflow_id}
+            ) as response:
+                run_id: str = (await response.json())["id"]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                async with session.get(f"{base}/v1/workflows/tests/runs/{run_id}") as got:
+                    state = await got.json()
+                if state["lifecycle"]["status"] == "completed":
+                    return run_id
+                await asyncio.sleep(0.05)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    msg = "the run did not complete"
+    raise RuntimeError(msg)
+
+
+def _start_minimal(port: int, body: Path, content_type: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_http.py"),
+            "minimal",
+            str(port),
+            str(body),
+            content_type,
+        ]
+    )
+
+
+async def http_once(admin: str, seconds: float) -> dict[str, float]:
+    """GET a completed run from the real server, and the same bytes from a minimal handler."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with Database(admin) as database:
+        run_id = await _one_completed_run(admin, database)
+        port, minimal_port = _free_port(), _free_port()
+        server = _start_server(database.dsn, port, {"RUNNER_ENABLED": "false"})
+        minimal: subprocess.Popen[bytes] | None = None
+        url = f"http://127.0.0.1:{port}/v1/workflows/tests/runs/{run_id}"
+        reference_url = f"http://127.0.0.1:{minimal_port}/ref"
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                async with aiohttp.ClientSession(headers=headers) as session:
+                    await _wait_healthy(session, f"http://127.0.0.1:{port}")
+                    async with session.get(url) as response:
+                        body = await response.read()
+                        content_type = response.headers["Content-Type"]
+                    (Path(tmp) / "body").write_bytes(body)
+                    minimal = _start_minimal(minimal_port, Path(tmp) / "body", content_type)
+                    deadline = time.monotonic() + 30
+                    while True:
+                        try:
+                            async with session.get(reference_url) as response:
+                                same = await response.read() == body
+                                same = same and response.headers["Content-Type"] == content_type
+                                break
+                        except aiohttp.ClientError:
+                            if time.monotonic() > deadline:
+                                raise
+                            await asyncio.sleep(0.1)
+                    if not same:
+                        msg = "the minimal handler does not return the same response"
+                        raise RuntimeError(msg)
+                sample: dict[str, float] = {"body_bytes": len(body)}
+                for name, target in (("reference", reference_url), ("ours", url)):
+                    await asyncio.to_thread(bench_http.measure, target, 1, 32, headers)  # warm-up
+                    result = await asyncio.to_thread(
+                        bench_http.measure, target, seconds, 32, headers
+                    )
+                    if result["errors"]:
+                        msg = f"{name}: {result['errors']:.0f} failed requests"
+                        raise RuntimeError(msg)
+                    sample[name] = result["requests_per_s"]
+                    sample[f"{name}_p50_ms"] = result["p50_ms"]
+                    sample[f"{name}_p99_ms"] = result["p99_ms"]
+                    sample["wrk"] = result["wrk"]
+            finally:
+                for process in (server, minimal):
+                    if process is not None:
+                        process.send_signal(signal.SIGTERM)
+                        process.wait(timeout=60)
+    return sample
+
+
+async def peer_once(
+    admin: str, sizes: dict[str, int], earlier: dict[str, dict[str, float]]
+) -> dict[str, float]:
+    """The eventsourcing recorder beside our store and the plain INSERTs, in each pattern.
+
+    Ours and the plain INSERTs are taken from `earlier` (the append1, append10
+    and read samples of this invocation, same sizes) when there, else measured.
+    """
+    try:
+        import eventsourcing.postgres  # noqa: F401, PLC0415
+    except ImportError as error:
+        msg = "the peer workload needs the bench extra: pip install -e '.[bench]'"
+        raise RuntimeError(msg) from error
+    sample: dict[str, float] = {}
+    for label, per_transaction in (("append1", 1), ("append10", 10)):
+        total = sizes[label]
+        ours = earlier.get(label) or await append_once(admin, per_transaction, total)
+        async with Database(admin) as database:
+            peer = await asyncio.to_thread(
+                bench_peer.append, database.dsn, per_transaction, total, _PAYLOAD
+            )
+        sample |= {f"{label}_ours": ours["ours"], f"{label}_reference": ours["reference"]}
+        sample[f"{label}_peer"] = peer
+    reads = sizes["read"]
+    ours = earlier.get("read") or await read_once(admin, reads)
+    async with Database(admin) as database:
+        peer = await asyncio.to_thread(bench_peer.read, database.dsn, reads, _PAYLOAD)
+    sample |= {"read_ours": ours["ours"], "read_reference": ours["reference"], "read_peer": peer}
+    return sample
+
+
+def _summary(values: list[float], digits: int = 0) -> str:
+    return (
+        f"{statistics.median(values):,.{digits}f}"
+        f" ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+    )
+
+
+def _column(samples: list[dict[str, float]], key: str) -> list[float]:
+    return [sample[key] for sample in samples]
+
+
+def _ratio(samples: list[dict[str, float]], top: str, bottom: str) -> float:
+    return statistics.median(s[top] / s[bottom] for s in samples)
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return ""
+    found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+    return f" ({found.group(1).strip()})" if found else ""
+
+
+async def _machine(admin: str) -> str:
+    conn = await asyncpg.connect(admin)
+    try:
+        version = await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores{_cpu_model()};"
+        f" PostgreSQL {version}; Python {platform.python_version()}"
+    )
+
+
+def _rows(
+    name: str, samples: list[dict[str, float]], sizes: dict[str, int]
+) -> list[tuple[str, str, str, str]]:
+    """The table rows of one workload's samples."""
+    rows: list[tuple[str, str, str, str]] = []
+    labels = {
+        "append1": ("append: 16 writers, 1 event per transaction (events/s)", 0.6),
+        "append10": ("append: 16 writers, 10 events per transaction (events/s)", 0.6),
+        "read": ("read a 10-event stream, 16 concurrent (reads/s)", 0.8),
+        "scan": (f"commit-order scan of {sizes['history']:,} events, decoded (events/s)", 0.5),
+    }
+    if name in labels:
+        label, goal = labels[name]
+        rows.append(
+            (
+                label,
+                _summary(_column(samples, "ours")),
+                _summary(_column(samples, "reference")) + " (plain asyncpg)",
+                f"{_ratio(samples, 'ours', 'reference'):.2f}x (goal ≥ {goal}x)",
+            )
+        )
+    if name == "rebuild":
+        rate = _column(samples, "ours")
+        rows.append(
+            (
+                f"rebuild: scripts/rebuild-projections on {sizes['history']:,} events, as a"
+                " subprocess, start to exit (events/s)",
+                _summary(rate),
+                "goal ≥ 100,000",
+                f"{statistics.median(rate) / 100_000:.2f}x goal",
+            )
+        )
+        in_process = _column(samples, "in_process")
+        rows.append(
+            (
+                "rebuild: the same, as the script reports it (in-process, events/s)",
+                _summary(in_process),
+                "goal ≥ 100,000",
+                f"{statistics.median(in_process) / 100_000:.2f}x goal",
+            )
+        )
+    history, runs = sizes["history"], sizes["replay"]
+    memory = {
+        "memory": (
+            ("replay", "scripts/replay-run", f"a run of {runs:,} tests", f"{runs // 10:,}"),
+            ("export", "scripts/export-events", f"{history:,} events", f"{history // 10:,}"),
+        ),
+        "rebuild": (
+            ("rebuild", "scripts/rebuild-projections", f"{history:,} events", f"{history // 10:,}"),
+        ),
+    }
+    if name in memory:
+        for key, label, large, small in memory[name]:
+            rows.append(
+                (
+                    f"memory: {label} peak RSS on {large} (MB)",
+                    _summary(_column(samples, f"{key}_large")),
+                    _summary(_column(samples, f"{key}_small")) + f" on {small}",
+                    f"{_ratio(samples, f'{key}_large', f'{key}_small'):.2f}x (constant ≈ 1x)",
+                )
+            )
+    if name == "http":
+        tool = "wrk" if samples[0]["wrk"] else "aiohttp load generator"
+        rows.append(
+            (
+                f"http: GET a run ({samples[0]['body_bytes']:,.0f} bytes), 32 connections,"
+                f" {tool} (requests/s)",
+                _summary(_column(samples, "ours")),
+                _summary(_column(samples, "reference")) + " (minimal aiohttp handler)",
+                f"{_ratio(samples, 'ours', 'reference'):.2f}x (goal ≥ 0.5x)",
+            )
+        )
+        for quantile in ("p50", "p99"):
+            ours = _column(samples, f"ours_{quantile}_ms")
+            goal = " (goal < 20 ms)" if quantile == "p99" else ""
+            rows.append(
+                (
+                    f"http: the same, {quantile} latency (ms)",
+                    _summary(ours, 1),
+                    _summary(_column(samples, f"reference_{quantile}_ms"), 1),
+                    f"{_ratio(samples, f'ours_{quantile}_ms', f'reference_{quantile}_ms'):.2f}x"
+                    + goal,
+                )
+            )
+    if name == "peer":
+        for key, label in (
+            ("append1", "append, 1 event per transaction (events/s)"),
+            ("append10", "append, 10 events per transaction (events/s)"),
+            ("read", "read a 10-event stream (reads/s)"),
+        ):
+            rows.append(
+                (
+                    f"peer: {label}, 16 concurrent; ours = EventStore",
+                    _summary(_column(samples, f"{key}_ours")),
+                    _summary(_column(samples, f"{key}_peer"))
+                    + " (eventsourcing PostgresApplicationRecorder); "
+                    + _summary(_column(samples, f"{key}_reference"))
+                    + " (plain asyncpg)",
+                    f"{_ratio(samples, f'{key}_ours', f'{key}_peer'):.2f}x the peer;"
+                    f" peer {_ratio(samples, f'{key}_peer', f'{key}_reference'):.2f}x plain",
+                )
+            )
+    if name == "execution":
+        rate = _column(samples, "tests_per_s")
+        rss = _column(samples, "peak_rss_mb")
+        executing = _column(samples, "executing_tests_per_s")
+        rows.append(
+            (
+                f"execution: one run of {sizes['tests']:,} no-op function tests, from the create"
+                " request to the run's completion (tests/s)",
+                _summary(rate),
+                "goal ≥ 2,000",
+                f"{statistics.median(rate) / 2000:.2f}x goal",
+            )
+        )
+        rows.append(
+            (
+                "execution: the same, first test started to last outcome (tests/s)",
+                _summary(executing),
+                "goal ≥ 2,000",
+                f"{statistics.median(executing) / 2000:.2f}x goal",
+            )
+        )
+        rows.append(
+            (
+                "execution: server peak RSS (MB)",
+                _summary(rss),
+                "goal < 300",
+                f"{statistics.median(rss) / 300:.2f}x limit",
+            )
+        )
+    return rows
 
 
 async def main() -> int:
     """Run the chosen workloads and print the table."""
     parser = argparse.ArgumentParser(prog="scripts/bench")
     parser.add_argument(
-        "workloads", nargs="*", help="append1 append10 read scan execution (default: all)"
+        "workloads",
+        nargs="*",
+        help="append1 append10 read scan rebuild memory http execution peer (default: all)",
     )
-    parser.add_argument("--runs", type=int, default=3, help="measurements per workload")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="measurements per workload (default 3; --quick: 1)"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller workloads, for development")
     args = parser.parse_args()
+    runs = args.runs if args.runs is not None else 1 if args.quick else 3
     admin = await _admin_dsn()
+    histories = Histories(admin)
     rows: list[tuple[str, str, str, str]] = []
     quick = args.quick
-    workloads: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {
-        "append1": lambda: append_once(admin, 1, 4_000 if quick else 16_000),
-        "append10": lambda: append_once(admin, 10, 16_000 if quick else 64_000),
-        "read": lambda: read_once(admin, 8_000 if quick else 32_000),
-        "scan": lambda: scan_once(admin, 100_000 if quick else 1_000_000),
-        "execution": lambda: execution_once(admin, 2_000 if quick else 10_000),
+    sizes = {
+        "append1": 2_000 if quick else 16_000,
+        "append10": 8_000 if quick else 64_000,
+        "read": 4_000 if quick else 32_000,
+        "history": 100_000 if quick else 1_000_000,
+        "http_seconds": 2 if quick else 10,
+        "tests": 2_000 if quick else 10_000,
     }
-    labels = {
-        "append1": ("append: 16 writers, 1 event per transaction (events/s)", 0.6),
-        "append10": ("append: 16 writers, 10 events per transaction (events/s)", 0.6),
-        "read": ("read a 10-event stream, 16 concurrent (reads/s)", 0.8),
-        "scan": ("commit-order scan, decoded (events/s)", 0.5),
+    sizes["replay"] = long_run(sizes["history"])
+    done: dict[str, list[dict[str, float]]] = {}
+
+    def earlier(index: int) -> dict[str, dict[str, float]]:
+        names = ("append1", "append10", "read")
+        return {name: done[name][index] for name in names if len(done.get(name, ())) > index}
+
+    workloads: dict[str, Callable[[int], Awaitable[dict[str, float]]]] = {
+        "append1": lambda _: append_once(admin, 1, sizes["append1"]),
+        "append10": lambda _: append_once(admin, 10, sizes["append10"]),
+        "read": lambda _: read_once(admin, sizes["read"]),
+        "scan": lambda _: scan_once(histories, sizes["history"]),
+        "rebuild": lambda _: rebuild_once(histories, sizes["history"]),
+        "memory": lambda _: memory_once(histories, sizes["history"]),
+        "http": lambda _: http_once(admin, sizes["http_seconds"]),
+        "execution": lambda _: execution_once(admin, sizes["tests"]),
+        "peer": lambda index: peer_once(admin, sizes, earlier(index)),
     }
     unknown = set(args.workloads) - set(workloads)
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
-    for name in args.workloads or list(workloads):
-        samples = []
-        for index in range(args.runs):
-            sample = await workloads[name]()
-            print(
-                f"{name} #{index + 1}: " + ", ".join(f"{k}={v:,.1f}" for k, v in sample.items()),
-                file=sys.stderr,
-            )
-            samples.append(sample)
-        if name in labels:
-            label, goal = labels[name]
-            ours = [s["ours"] for s in samples]
-            reference = [s["reference"] for s in samples]
-            ratios = [o / r for o, r in zip(ours, reference, strict=True)]
-            rows.append(
-                (
-                    label,
-                    _summary(ours),
-                    _summary(reference) + " (plain asyncpg)",
-                    f"{statistics.median(ratios):.2f}x (goal ≥ {goal}x)",
+    machine = await _machine(admin)
+    started = time.perf_counter()
+    try:
+        for name in args.workloads or list(workloads):
+            samples = done.setdefault(name, [])
+            for index in range(runs):
+                sample = await workloads[name](index)
+                print(
+                    f"{name} #{index + 1}: "
+                    + ", ".join(f"{k}={v:,.1f}" for k, v in sample.items()),
+                    file=sys.stderr,
                 )
-            )
-        if name == "execution":
-            tests = 2_000 if args.quick else 10_000
-            rate = [s["tests_per_s"] for s in samples]
-            rss = [s["peak_rss_mb"] for s in samples]
-            executing = [s["executing_tests_per_s"] for s in samples]
-            rows.append(
-                (
-                    f"execution: one run of {tests:,} no-op function tests, from the create"
-                    " request to the run's completion (tests/s)",
-                    _summary(rate),
-                    "goal ≥ 2,000",
-                    f"{statistics.median(rate) / 2000:.2f}x goal",
-                )
-            )
-            rows.append(
-                (
-                    "execution: the same, first test started to last outcome (tests/s)",
-                    _summary(executing),
-                    "goal ≥ 2,000",
-                    f"{statistics.median(executing) / 2000:.2f}x goal",
-                )
-            )
-            rows.append(
-                (
-                    "execution: server peak RSS (MB)",
-                    _summary(rss),
-                    "goal < 300",
-                    f"{statistics.median(rss) / 300:.2f}x limit",
-                )
-            )
-    print(f"\n{args.runs} runs each, median (min-max); {os.cpu_count()} cores\n")
+                samples.append(sample)
+            rows.extend(_rows(name, samples, sizes))
+            print(f"{name}: {time.perf_counter() - started:.0f}s into the bench", file=sys.stderr)
+    finally:
+        await histories.drop()
+    print(
+        f"\n{machine}\n{runs} run{'s' if runs > 1 else ''} each, median (min-max)"
+        f"{' (--quick sizes)' if quick else ''}; whole bench {time.perf_counter() - started:.0f}s\n"
+    )
     print("| workload | ours | reference | ratio |")
     print("|---|---|---|---|")
     for row in rows:
