@@ -68,10 +68,11 @@ def decode(event_type: str, schema_version: int, data: bytes | str) -> RunEvent:
         schema_version: the stored `schema_version` column.
         data: the stored JSON payload.
     """
-    current = current_schema_version(event_type)
-    if schema_version == current:
+    cls = EVENT_TYPES.get(event_type)
+    if cls is not None and cls.schema_version == schema_version:
         decoded: RunEvent = _DECODER.decode(data)
         return decoded
+    current = current_schema_version(event_type)
     payload: dict[str, Any] = msgspec.json.decode(data)
     for version in range(schema_version, current):
         step = _UPCASTERS.get((event_type, version))

@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 
 _metadata_encoder = msgspec.json.Encoder()
 _metadata_decoder = msgspec.json.Decoder(Metadata)
+_NO_METADATA = Metadata()
 
 
 class Checkpoint(NamedTuple):
@@ -138,18 +139,31 @@ def _jsonb_decode(value: bytes) -> bytes:
 
 
 def row_to_event(row: asyncpg.Record) -> RecordedEvent:
-    """A stored event row (the store's column list) as a typed, upcasted event."""
+    """A stored event row (the store's column list, in its order) as a typed, upcasted event."""
+    (
+        stream_id,
+        version,
+        global_position,
+        transaction_id,
+        event_id,
+        event_type,
+        schema_version,
+        data,
+        metadata,
+        occurred_at,
+        recorded_at,
+    ) = row
     return RecordedEvent(
-        stream_id=row["stream_id"],
-        version=row["version"],
-        global_position=row["global_position"],
-        transaction_id=row["transaction_id"],
-        event_id=row["event_id"],
-        schema_version=row["schema_version"],
-        occurred_at=row["occurred_at"],
-        recorded_at=row["recorded_at"],
-        event=codec.decode(row["type"], row["schema_version"], row["data"]),
-        metadata=_metadata_decoder.decode(row["metadata"]),
+        stream_id=stream_id,
+        version=version,
+        global_position=global_position,
+        transaction_id=transaction_id,
+        event_id=event_id,
+        schema_version=schema_version,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        event=codec.decode(event_type, schema_version, data),
+        metadata=_NO_METADATA if metadata == b"{}" else _metadata_decoder.decode(metadata),
     )
 
 

@@ -21,14 +21,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     """Base of every event: the tag is the stable type name."""
 
     schema_version: ClassVar[int] = 1
     __test__: ClassVar[bool] = False  # names like TestStarted are not pytest classes
 
 
-class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Who and what caused an event. `actor` is an API key's id, never the key."""
 
     request_id: str | None = None
@@ -219,7 +219,7 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A stored event with its envelope and its place in the stream and the store."""
 
     stream_id: str
