@@ -108,24 +108,39 @@ async def follow(
     notification delays, never loses. (The checkpoint row lock of `catch_up`
     keeps even two leaders from applying a batch twice.)
     """
+    failures = 0  # in a row: the wait before the next try grows with them
     while not stop.is_set():
         try:
             conn = await connect()
-        except (OSError, asyncpg.PostgresError) as error:
-            log.warning("projection_leader_connect_failed", error=str(error))
-            await _sleep(stop, standby_s)
+        except Exception as error:  # never exit: PostgreSQL may be restarting
+            failures += 1
+            log.warning("projection_leader_connect_failed", error=_describe(error))
+            await _sleep(stop, _backoff(standby_s, failures))
             continue
         try:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
                 log.info("projection_leader_elected")
+                failures = 0
                 await _lead(pool, projections, stop, conn, idle_s)
             else:
+                failures = 0
                 await _sleep(stop, standby_s)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.warning("projection_leader_lost", error=str(error))
+        except Exception as error:  # the connection broke: stand by, then try again
+            failures += 1
+            log.warning("projection_leader_lost", error=_describe(error))
+            await _sleep(stop, _backoff(idle_s, failures))
         finally:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
+
+
+def _backoff(first_s: float, failures: int, most_s: float = 10.0) -> float:
+    """The wait after `failures` failures in a row: `first_s`, doubled each time, capped."""
+    return float(min(most_s, first_s * 2 ** max(0, failures - 1)))
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 async def _lead(
@@ -143,8 +158,8 @@ async def _lead(
         for projection in projections:
             try:
                 busy = await catch_up(pool, projection) > 0 or busy
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("projection_failed", projection=projection.name, error=str(error))
+            except Exception as error:  # the database failed; the checkpoint did not move
+                log.warning("projection_failed", projection=projection.name, error=_describe(error))
         if busy:
             continue
         # Still the leader? (A closed connection means the lock is gone.)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import asyncpg
@@ -25,6 +29,13 @@ from service.runner import Runner
 log = structlog.get_logger("service")
 
 T = TypeVar("T")
+
+# Connecting gives up after this (PostgreSQL unreachable): the loops retry later.
+_CONNECT_TIMEOUT_S = 10.0
+# Closing the pool waits this long for connections still in use, then closes them.
+_CLOSE_TIMEOUT_S = 5.0
+# At exit, threads still running after this (a stuck sync function) are abandoned.
+_THREADS_EXIT_WAIT_S = 1.0
 
 
 def resolve_dsn(config: Config) -> str:
@@ -49,15 +60,17 @@ def _report_runner_exit(task: asyncio.Task[None]) -> None:
 
 async def serve(config: Config) -> None:
     """Migrate, make sure a key exists, serve (and run tests) until SIGTERM or SIGINT."""
+    threads = _own_threads()
     dsn = resolve_dsn(config)
     await db.migrate(dsn)
-    pool = await db.create_pool(dsn, min_size=config.db_pool_min, max_size=config.db_pool_max)
+    pool = await _service_pool(dsn, config)
     try:
         key = await keys.bootstrap(pool, config.bootstrap_api_key)
         if key is not None:
             print(f"Created an organisation and its API key (shown once): {key}", flush=True)
         app = create_app(pool, config)
-        http = web.AppRunner(app, access_log=None)
+        # On stop, requests already being answered get the grace to finish.
+        http = web.AppRunner(app, access_log=None, shutdown_timeout=config.shutdown_grace_s)
         await http.setup()
         site = web.TCPSite(http, config.host, config.port)
         await site.start()
@@ -71,14 +84,18 @@ async def serve(config: Config) -> None:
             tests = asyncio.create_task(runner.run(stop))
             tests.add_done_callback(_report_runner_exit)
         await stop.wait()
-        log.info("shutting_down")
-        # In-flight requests finish; the runner finishes or releases its tests.
+        log.info("shutting_down", grace_s=config.shutdown_grace_s)
+        # At once: no new connection is accepted, the runner claims nothing more.
+        # Within the grace, side by side: in-flight requests finish (then the
+        # rest are cancelled), running tests finish (then the rest are handed
+        # back to the queue for another runner).
         await http.cleanup()
         if tests is not None:
             await tests
         await summaries
     finally:
-        await pool.close()
+        await _close(pool)
+    _exit_if_threads_linger(threads)
 
 
 async def work(config: Config) -> None:
@@ -86,9 +103,10 @@ async def work(config: Config) -> None:
 
     A worker also stands by to lead the async projections if the leader dies.
     """
+    threads = _own_threads()
     dsn = resolve_dsn(config)
     await db.migrate(dsn)
-    pool = await db.create_pool(dsn, min_size=config.db_pool_min, max_size=config.db_pool_max)
+    pool = await _service_pool(dsn, config)
     try:
         stop = _stop_on_signals()
         summaries = asyncio.create_task(_follow(pool, dsn, stop))
@@ -96,12 +114,73 @@ async def work(config: Config) -> None:
         stop.set()
         await summaries
     finally:
-        await pool.close()
+        await _close(pool)
+    _exit_if_threads_linger(threads)
+
+
+async def _service_pool(dsn: str, config: Config) -> asyncpg.Pool:
+    """The pool of `serve` and `worker`: bounded waits for a connection and for a statement."""
+    return await db.create_pool(
+        dsn,
+        min_size=config.db_pool_min,
+        max_size=config.db_pool_max,
+        acquire_timeout_s=config.db_acquire_timeout_s,
+        statement_timeout_ms=config.db_statement_timeout_ms,
+        timeout=_CONNECT_TIMEOUT_S,
+    )
+
+
+async def _close(pool: asyncpg.Pool) -> None:
+    """Close the pool; a connection still held after a while is closed by force."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout=_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("pool_close_timed_out", timeout_s=_CLOSE_TIMEOUT_S)
+        pool.terminate()
+
+
+def _own_threads() -> ThreadPoolExecutor:
+    """The loop's default executor (sync block functions run there), so it can be shut down."""
+    threads = ThreadPoolExecutor(thread_name_prefix="service")
+    asyncio.get_running_loop().set_default_executor(threads)
+    return threads
+
+
+def _exit_if_threads_linger(threads: ThreadPoolExecutor) -> None:
+    """Exit now if a thread is still busy: a sync block function that ignored its timeout.
+
+    A thread cannot be stopped, and the interpreter waits for every one at
+    exit, so one stuck function would hold the exit forever. Its test was
+    already handed back to the queue; nothing else is left to do.
+    """
+    # Idle threads end at once; a busy one ends when its function returns.
+    threads.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + _THREADS_EXIT_WAIT_S
+    while True:
+        busy = [
+            thread.name
+            for thread in threading.enumerate()
+            if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
+        ]
+        if not busy:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    log.warning("exiting_with_threads_running", threads=busy)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def _follow(pool: asyncpg.Pool, dsn: str, stop: asyncio.Event) -> None:
     """The async projections, led by one process of the deployment at a time."""
-    await follow(pool, ASYNC_PROJECTIONS, stop, connect=lambda: asyncpg.connect(dsn))
+    await follow(
+        pool,
+        ASYNC_PROJECTIONS,
+        stop,
+        connect=lambda: asyncpg.connect(dsn, timeout=_CONNECT_TIMEOUT_S),
+    )
 
 
 def _run(main: Coroutine[Any, Any, T]) -> T:

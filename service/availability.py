@@ -39,6 +39,11 @@ def unavailable(error: BaseException) -> bool:
     """Whether `error` means the database cannot answer now (a 503), not a bug (a 500)."""
     if isinstance(error, _UNAVAILABLE):
         return True
+    if isinstance(error, asyncpg.exceptions.InternalClientError):
+        # "cannot switch to state N; another operation is in progress": a pooled
+        # connection that PostgreSQL is cutting (a restart) handed out before
+        # the driver noticed. The next try gets a new connection.
+        return True
     # asyncpg says so for a call on a connection that was closed under it, and
     # for a pool closing during shutdown.
     return isinstance(error, asyncpg.InterfaceError) and (

@@ -53,20 +53,64 @@ class ServiceConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
+class ServicePool(asyncpg.Pool):  # type: ignore[misc]
+    """A pool whose every acquisition is bounded by a default timeout.
+
+    `pool.fetch(...)` and friends acquire without a timeout, so without this a
+    request would wait for a free connection (or for a database that does not
+    answer a connection attempt) forever. With it, the wait ends in
+    `TimeoutError`, which the edge answers as 503 with `Retry-After`.
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        """Acquire a connection, within `timeout` or else the pool's `acquire_timeout`."""
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, **kwargs: Any
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    acquire_timeout_s: float | None = None,
+    statement_timeout_ms: int | None = None,
+    **kwargs: Any,
 ) -> asyncpg.Pool:
-    """A pool whose connections speak the event store's codecs."""
-    pool = await asyncpg.create_pool(
+    """A pool whose connections speak the event store's codecs.
+
+    Args:
+        dsn: the database.
+        min_size: connections kept open.
+        max_size: most connections open at once.
+        acquire_timeout_s: the longest wait for a connection (including
+            connecting); None waits as long as it takes (scripts, admin work).
+        statement_timeout_ms: PostgreSQL's `statement_timeout` on every
+            connection (a statement running longer is cancelled); None or 0
+            sets none, so long admin work (rebuilds, exports) is never cut.
+        kwargs: more `asyncpg.Pool` or connection arguments.
+    """
+    settings = dict(SERVER_SETTINGS)
+    if statement_timeout_ms:
+        settings["statement_timeout"] = str(statement_timeout_ms)
+    pool = ServicePool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
         init=init_connection,
-        server_settings=SERVER_SETTINGS,
+        server_settings=settings,
         connection_class=ServiceConnection,
+        record_class=asyncpg.Record,
+        loop=None,
+        acquire_timeout=acquire_timeout_s,
         **kwargs,
     )
-    assert pool is not None  # noqa: S101  (create_pool returns a pool when awaited)
+    await pool
     return pool
 
 

@@ -28,6 +28,9 @@ from events.types import Metadata, RecordedEvent
 log = structlog.get_logger(__name__)
 
 CHANNEL = "events"
+# After the LISTEN connection broke: the first wait before listening again, and the longest.
+_RELISTEN_FIRST_S = 0.25
+_RELISTEN_MOST_S = 5.0
 TERMINAL_TYPES = frozenset({"run.completed", "run.cancelled", "run.errored"})
 
 _encode = msgspec.json.Encoder().encode
@@ -96,7 +99,9 @@ class FeedHub:
 
     The connection is taken from the app's pool on first use and held until
     `close` (so the service's connection budget stays the pool's). If it
-    breaks, the next `ensure_listening` takes a new one; meanwhile readers poll.
+    breaks (PostgreSQL restarted), the hub gives it back to the pool and, while
+    readers are subscribed, takes a new one, retrying with a growing delay;
+    meanwhile readers poll, and every reader is woken once it listens again.
     The pool comes with the first reader, not at construction, because the route
     table (and so this hub) is also built for apps without a database.
     """
@@ -107,6 +112,7 @@ class FeedHub:
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._relisten_task: asyncio.Task[None] | None = None
 
     def subscribe(self, stream_id: str) -> asyncio.Event:
         """An event set whenever `stream_id` may have new events; `unsubscribe` it after."""
@@ -141,22 +147,53 @@ class FeedHub:
 
     async def ensure_listening(self, pool: asyncpg.Pool) -> None:
         """LISTEN, unless already listening; a failure only logs (readers poll)."""
-        if self._closed or (self._conn is not None and not self._conn.is_closed()):
+        if self._closed or _alive(self._conn):
             return
         async with self._lock:
-            if self._closed or (self._conn is not None and not self._conn.is_closed()):
+            if self._closed or _alive(self._conn):
                 return
             await self._release()
             conn: asyncpg.Connection | None = None
             try:
                 conn = await pool.acquire()
                 await conn.add_listener(CHANNEL, self._notified)
+                conn.add_termination_listener(self._lost)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("feed_listen_failed", error=str(error))
                 if conn is not None:
                     await pool.release(conn)
                 return
             self._pool, self._conn = pool, conn
+
+    def _lost(self, _conn: asyncpg.Connection) -> None:
+        """The LISTEN connection broke: listen again in the background."""
+        if self._closed:
+            return
+        log.warning("feed_listen_lost", subscribers=self.subscriber_count())
+        if self._relisten_task is None or self._relisten_task.done():
+            self._relisten_task = asyncio.get_running_loop().create_task(self._relisten())
+
+    async def _relisten(self) -> None:
+        delay = _RELISTEN_FIRST_S
+        while not self._closed and self._pool is not None:
+            if not self._subscribers:
+                # Nobody waits: give the broken connection back; the next reader listens.
+                async with self._lock:
+                    await self._release()
+                return
+            try:
+                await self.ensure_listening(self._pool)
+            except Exception as error:  # whatever it is: try again after the delay
+                log.warning("feed_listen_failed", error=f"{type(error).__name__}: {error}")
+            if _alive(self._conn):
+                log.info("feed_listening_again")
+                # A notification may have been missed meanwhile: everyone re-reads.
+                for waiting in self._subscribers.values():
+                    for wake in waiting:
+                        wake.set()
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RELISTEN_MOST_S)
 
     def _notified(self, _conn: asyncpg.Connection, _pid: int, _channel: str, payload: str) -> None:
         for wake in self._subscribers.get(payload, ()):
@@ -167,13 +204,16 @@ class FeedHub:
         pool = self._pool
         if conn is None or pool is None:
             return
+        if not _alive(conn):
+            # It broke, and the pool took it back then: nothing to undo or release.
+            return
         try:
-            if not conn.is_closed():
-                await conn.remove_listener(CHANNEL, self._notified)
-                # Pooled connections are released without a reset query
-                # (service.db): UNLISTEN here, or the next user of this
-                # connection would keep receiving notifications.
-                await conn.execute("UNLISTEN *")
+            conn.remove_termination_listener(self._lost)
+            await conn.remove_listener(CHANNEL, self._notified)
+            # Pooled connections are released without a reset query
+            # (service.db): UNLISTEN here, or the next user of this
+            # connection would keep receiving notifications.
+            await conn.execute("UNLISTEN *")
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("feed_unlisten_failed", error=str(error))
         finally:
@@ -182,11 +222,26 @@ class FeedHub:
     async def close(self) -> None:
         """Stop listening and give the connection back to the pool; wake every reader."""
         self._closed = True
+        if self._relisten_task is not None:
+            self._relisten_task.cancel()
+            await asyncio.gather(self._relisten_task, return_exceptions=True)
         async with self._lock:
             await self._release()
         for waiting in self._subscribers.values():
             for wake in waiting:
                 wake.set()
+
+
+def _alive(conn: asyncpg.Connection | None) -> bool:
+    """Whether `conn` (a pooled connection) is still open and still ours."""
+    if conn is None:
+        return False
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        # When a pooled connection breaks, the pool takes it back at once and
+        # every later call on it raises "released back to the pool".
+        return False
 
 
 FEED = web.AppKey("feed", FeedHub)

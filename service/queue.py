@@ -38,6 +38,12 @@ UPDATE test_queue
  WHERE result_id = $1 AND lease_owner = $2
 """
 
+_RELEASE_MANY = """
+UPDATE test_queue
+   SET lease_owner = NULL, available_at = now() + make_interval(secs => $3)
+ WHERE result_id = ANY ($1::text[]) AND lease_owner = $2
+"""
+
 _decode_task = msgspec.json.Decoder(TestSnapshot).decode
 
 
@@ -74,3 +80,10 @@ async def claim(pool: asyncpg.Pool, worker: str, limit: int, lease_seconds: floa
 async def release(pool: asyncpg.Pool, claim: Claim, worker: str, delay_seconds: float) -> None:
     """Give a test back to the queue, claimable again after `delay_seconds` (a retry's backoff)."""
     await pool.execute(_RELEASE, claim.result_id, worker, delay_seconds)
+
+
+async def release_many(
+    pool: asyncpg.Pool, result_ids: list[str], worker: str, delay_seconds: float
+) -> None:
+    """Give tests back in one statement (on shutdown, or when starting them failed)."""
+    await pool.execute(_RELEASE_MANY, result_ids, worker, delay_seconds)

@@ -37,6 +37,7 @@ from events.types import (
 from projections.fold import RunView
 from projections.resources import TERMINAL
 from service import assertions, execution, executors, outbound, queue
+from service.availability import Backoff
 from service.config import Config
 from service.execution import Outcome
 from service.metrics import Metrics
@@ -46,6 +47,8 @@ log = structlog.get_logger("service.runner")
 _IDLE_POLL_S = 0.25  # how often an idle runner looks for work without a NOTIFY
 _FLUSH_EVERY_S = 0.02  # how long an outcome may wait to be batched with others
 _KNOWN_RUNS = 32  # runs whose state a runner keeps between its decisions
+_MOST_BACKOFF_S = 5.0  # the longest wait between tries while the database fails
+_CONNECT_TIMEOUT_S = 10.0  # the LISTEN connection gives up connecting after this
 _OUTCOMES: dict[str, type[TestPassed | TestFailed | TestBlocked]] = {
     "passed": TestPassed,
     "failed": TestFailed,
@@ -138,7 +141,7 @@ class Runner:
                 embeddings_url=self.config.embeddings_url,
                 session=session,
             )
-            listener = await self._listen()
+            listener = asyncio.create_task(self._listen_loop(stop))
             flusher = asyncio.create_task(self._flush_loop())
             log.info(
                 "runner_started", worker=self.worker, concurrency=self.config.runner_concurrency
@@ -148,24 +151,48 @@ class Runner:
             finally:
                 await self._drain()
                 flusher.cancel()
-                await asyncio.gather(flusher, return_exceptions=True)
+                listener.cancel()
+                await asyncio.gather(flusher, listener, return_exceptions=True)
                 await self._flush()
-                if listener is not None:
-                    await listener.close()
                 log.info("runner_stopped", worker=self.worker)
 
-    async def _listen(self) -> asyncpg.Connection | None:
+    async def _listen_loop(self, stop: asyncio.Event) -> None:
+        """Hold a LISTEN connection for wake-ups; when it breaks, connect again (with backoff).
+
+        Only a hint: while there is none, the claim loop polls every `_IDLE_POLL_S`.
+        """
         if self.dsn is None:
-            return None
-        try:
-            conn = await asyncpg.connect(self.dsn)
-            await conn.add_listener("events", lambda *_: self._changed.set())
-        except (OSError, asyncpg.PostgresError) as error:
-            log.warning("runner_listen_failed", error=str(error))
-            return None
-        return conn
+            return
+        backoff = Backoff(first_s=_IDLE_POLL_S, most_s=_MOST_BACKOFF_S)
+        interrupted = False
+        while not stop.is_set():
+            lost = asyncio.Event()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=_CONNECT_TIMEOUT_S)
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener("events", lambda *_: self._changed.set())
+                if backoff.failures or interrupted:
+                    log.info("runner_listening_again", worker=self.worker)
+                backoff.reset()
+                interrupted = False
+                # Work may have been queued while nobody listened.
+                self._changed.set()
+                await _first(stop.wait(), lost.wait())
+                if not stop.is_set():
+                    interrupted = True
+                    log.warning("runner_listen_lost", worker=self.worker)
+            except Exception as error:  # whatever it is, retry later
+                delay = backoff.next()
+                log.warning("runner_listen_failed", error=_describe(error), retry_in_s=delay)
+                await _first(stop.wait(), asyncio.sleep(delay))
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
+        backoff = Backoff(first_s=_IDLE_POLL_S, most_s=_MOST_BACKOFF_S)
         while not stop.is_set():
             free = self.config.runner_concurrency - self._held
             claims: list[queue.Claim] = []
@@ -174,20 +201,22 @@ class Runner:
                     claims = await queue.claim(
                         self.pool, self.worker, min(free, self.config.runner_batch), self.lease_s
                     )
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                    log.warning("runner_claim_failed", error=str(error))
+                except Exception as error:  # the runner never exits on an error
+                    # PostgreSQL restarting, unreachable, or too slow: try again
+                    # later, waiting longer each time, never spinning.
+                    delay = backoff.next()
+                    log.warning("runner_claim_failed", error=_describe(error), retry_in_s=delay)
+                    await _first(stop.wait(), asyncio.sleep(delay))
+                    continue
+                if backoff.failures:
+                    log.info("runner_claim_recovered", failures=backoff.failures)
+                backoff.reset()
             if claims:
                 self._held += len(claims)
                 await self._start(claims)
                 continue
             self._changed.clear()
-            waiters = [
-                asyncio.ensure_future(stop.wait()),
-                asyncio.ensure_future(self._changed.wait()),
-            ]
-            await asyncio.wait(waiters, timeout=_IDLE_POLL_S, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+            await _first(stop.wait(), self._changed.wait(), within_s=_IDLE_POLL_S)
 
     async def _start(self, claims: list[queue.Claim]) -> None:
         by_run: dict[str, list[queue.Claim]] = defaultdict(list)
@@ -206,11 +235,13 @@ class Runner:
                     known=self._known.get(run_id),
                 )
                 self._remember(run_id, after)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                # The leases run out and the tests are claimed again.
-                log.warning("runner_start_failed", run_id=run_id, error=str(error))
+            except Exception as error:  # the runner never exits on an error
+                # Nothing of these claims runs here: hand them back at once, or,
+                # if even that fails, their leases run out and they are claimed again.
+                log.warning("runner_start_failed", run_id=run_id, error=_describe(error))
                 self._known.pop(run_id, None)
                 execute = []
+                await self._give_back(run_claims, 0)
             self._held -= len(run_claims) - len(execute)
             if self.metrics is not None:
                 self.metrics.tests_started.inc(len(execute))
@@ -277,33 +308,53 @@ class Runner:
 
     async def _release(self, claim: queue.Claim, delay_s: float) -> None:
         self._claimed.pop(claim.result_id, None)
-        try:
-            await queue.release(self.pool, claim, self.worker, delay_s)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.warning("runner_release_failed", result_id=claim.result_id, error=str(error))
+        await self._give_back([claim], delay_s)
         self._held -= 1
         self._changed.set()
 
+    async def _give_back(self, claims: list[queue.Claim], delay_s: float) -> bool:
+        """Release the leases of `claims` (claimable again after `delay_s`); False if it failed."""
+        if not claims:
+            return True
+        try:
+            await queue.release_many(
+                self.pool, [claim.result_id for claim in claims], self.worker, delay_s
+            )
+        except Exception as error:  # the leases run out instead
+            log.warning("runner_release_failed", tests=len(claims), error=_describe(error))
+            return False
+        return True
+
     async def _flush_loop(self) -> None:
+        backoff = Backoff(first_s=_FLUSH_EVERY_S * 5, most_s=_MOST_BACKOFF_S)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), timeout=_FLUSH_EVERY_S)
             self._flush_now.clear()
-            await self._flush()
+            if await self._flush():
+                backoff.reset()
+            else:
+                # The outcomes are kept; wait longer each time the database fails.
+                await asyncio.sleep(backoff.next())
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Record the outcomes waiting; False if some could not be (they are kept)."""
         if not self._outcomes:
-            return
+            return True
         pending, self._outcomes = self._outcomes, defaultdict(list)
         results = await asyncio.gather(
             *(self._record(run_id, outcomes) for run_id, outcomes in pending.items()),
             return_exceptions=True,
         )
+        recorded = True
         for (run_id, outcomes), result in zip(pending.items(), results, strict=True):
             if isinstance(result, BaseException):
-                # Keep them for the next flush; if this process dies, the leases run out.
-                log.warning("runner_record_failed", run_id=run_id, error=str(result))
+                # Keep them for the next flush; if this process dies, the leases
+                # run out. Recording again is safe: a decision on the run's
+                # current state drops an outcome that was committed already.
+                log.warning("runner_record_failed", run_id=run_id, error=_describe(result))
                 self._outcomes[run_id].extend(outcomes)
+                recorded = False
                 continue
             for outcome in outcomes:
                 self._claimed.pop(execution.result_id_of(outcome), None)
@@ -311,6 +362,7 @@ class Runner:
             if self.metrics is not None:
                 self.metrics.outcomes(outcomes)
         self._changed.set()
+        return recorded
 
     async def _record(self, run_id: str, outcomes: list[NewEvent]) -> None:
         try:
@@ -337,9 +389,29 @@ class Runner:
         finished = {
             execution.result_id_of(o) for outcomes in self._outcomes.values() for o in outcomes
         }
-        for claim in list(self._claimed.values()):
-            if claim.result_id not in finished:
-                await self._release(claim, 0)
+        unfinished = [c for c in self._claimed.values() if c.result_id not in finished]
+        # Handed back claimable at once: another runner takes them without
+        # waiting for the leases to run out.
+        if await self._give_back(unfinished, 0):
+            log.info("runner_released", worker=self.worker, tests=len(unfinished))
+        for claim in unfinished:
+            self._claimed.pop(claim.result_id, None)
+        self._held -= len(unfinished)
+
+
+async def _first(*waits: Any, within_s: float | None = None) -> None:
+    """Wait until the first of `waits` (coroutines) finishes, or `within_s`; cancel the rest."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _elapsed_ms(started: float) -> int:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import asyncpg
+import asyncio
+
 from aiohttp import web
 
 from events import migrations
+from service import availability
 from service.db import all_migrations
 from service.errors import json_response
 from service.handlers.common import POOL
+
+# /readyz answers within this, ready or not.
+READY_TIMEOUT_S = 2.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -19,10 +24,18 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve: the database answers and every migration is applied."""
     try:
-        async with request.app[POOL].acquire(timeout=2) as conn:
-            missing = await migrations.pending(conn, all_migrations())
-    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-        return json_response({"status": "unavailable", "database": str(error)}, status=503)
+        # However the database fails (down, restarting, too slow), answer within a bound.
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            async with request.app[POOL].acquire(timeout=READY_TIMEOUT_S) as conn:
+                missing = await migrations.pending(conn, all_migrations())
+    except Exception as error:
+        if not availability.unavailable(error):
+            raise
+        answer = json_response(
+            {"status": "unavailable", "database": f"{type(error).__name__}: {error}"}, status=503
+        )
+        answer.headers["Retry-After"] = str(availability.RETRY_AFTER_S)
+        return answer
     if missing:
         names = [f"{m.component}/{m.name}" for m in missing]
         return json_response({"status": "unavailable", "pending_migrations": names}, status=503)
