@@ -39,6 +39,9 @@ OUTCOME_TYPES = ["test.passed", "test.failed", "test.blocked", "test.errored"]
 
 pytestmark = pytest.mark.slow
 
+# No request of these tests may hang: a regression fails instead.
+_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=30)
+
 # Short leases, so a test whose runner vanished runs again within seconds.
 ENV = {
     "BOOTSTRAP_API_KEY": KEY,
@@ -76,7 +79,7 @@ async def _serve(database_url: str, log: Path, **env: str) -> tuple[subprocess.P
     process = _spawn("serve", database_url, log, PORT=str(port), **env)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=_CLIENT_TIMEOUT) as http:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 pytest.fail(f"the server exited with {process.returncode}: {_events(log)}")
@@ -274,7 +277,7 @@ async def test_a_postgresql_restart_mid_run_loses_nothing(
     server, base_url = await _serve(private_url, server_log)
     worker = _spawn("worker", private_url, worker_log)
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(timeout=_CLIENT_TIMEOUT) as http:
             api = Api(http, base_url)
             workflow_id = await api.suite(TESTS_ACROSS_RESTART, delay_s=0.1)
             run_id = await api.start_run(workflow_id)
@@ -350,7 +353,7 @@ async def test_with_postgresql_stopped_requests_answer_503_then_recover(
     log = tmp_path / "server.log"
     server, base_url = await _serve(private_url, log)
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(timeout=_CLIENT_TIMEOUT) as http:
             api = Api(http, base_url)
             workflow = await api.call("POST", "/v1/workflows", {"name": "w"}, expect=201)
             await asyncio.to_thread(private_pg.stop)
@@ -447,7 +450,7 @@ async def test_an_exhausted_pool_answers_503_with_retry_after_within_the_bound(
                     ("/readyz", {}),
                 ):
                     started = time.monotonic()
-                    answer = await http.get(path, headers=headers)
+                    answer = await asyncio.wait_for(http.get(path, headers=headers), 10)
                     elapsed = time.monotonic() - started
                     assert 503 == answer.status, await answer.text()
                     assert str(availability.RETRY_AFTER_S) == answer.headers["Retry-After"]
@@ -484,7 +487,7 @@ async def test_a_statement_past_the_timeout_answers_503(database_url: str) -> No
             async with locker.transaction():
                 await locker.execute("LOCK TABLE workflows IN ACCESS EXCLUSIVE MODE")
                 started = time.monotonic()
-                answer = await http.get("/v1/workflows", headers=auth)
+                answer = await asyncio.wait_for(http.get("/v1/workflows", headers=auth), 10)
                 elapsed = time.monotonic() - started
                 body = await answer.json()
             assert 503 == answer.status, body
@@ -509,7 +512,7 @@ async def test_a_server_sigkilled_mid_run_and_started_again_completes_the_run(
     log = tmp_path / "server.log"
     server, base_url = await _serve(database_url, log)
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(timeout=_CLIENT_TIMEOUT) as http:
             api = Api(http, base_url)
             workflow_id = await api.suite(tests, delay_s=0.05)
             run_id = await api.start_run(workflow_id)
@@ -552,7 +555,7 @@ async def test_sigterm_finishes_requests_and_tests_and_hands_back_the_rest(
     )
     locker = await asyncpg.connect(database_url)
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(timeout=_CLIENT_TIMEOUT) as http:
             api = Api(http, base_url)
             workflow = await api.call("POST", "/v1/workflows", {"name": "w"}, expect=201)
             block = await api.call(
