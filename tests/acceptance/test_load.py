@@ -104,3 +104,18 @@ async def test_a_slow_p99_or_a_run_that_does_not_pass_fails(database_url: str) -
     fates = summary["runs_not_passed"].values()
     assert all({"status": "completed"} == fate["lifecycle"] for fate in fates)
     assert all(2 == fate["counts"]["blocked"] for fate in fates)
+
+
+async def test_workers_run_the_tests_when_asked(admin_url: str) -> None:
+    """--workers 1: serve runs no test itself, so every run completing proves the worker ran."""
+    result = await asyncio.to_thread(
+        run_script,
+        "load",
+        *("--clients", "2", "--duration", "1", "--tests", "2", "--workers", "1"),
+        *("--drain-timeout", "15", "--max-p99-ms", "1000", "--json"),
+        database_url=admin_url,
+    )
+    summary = _summary(result)
+    assert 0 == result.returncode, summary
+    assert 1 == summary["workers"]
+    assert summary["runs_created"] == summary["runs_completed"] > 0
