@@ -291,9 +291,28 @@ async def test_a_postgresql_restart_mid_run_loses_nothing(
                     await asyncio.sleep(0.02)
             finally:
                 await watcher.close()
+            # Clients keep asking throughout: each gets an answer, 200 or 503, never a 500.
+            statuses: list[int] = []
+            asking = asyncio.Event()
+            asking.set()
+
+            async def ask() -> None:
+                while asking.is_set():
+                    async with http.get(
+                        f"{base_url}/v1/workflows/tests/runs/{run_id}", headers=AUTH
+                    ) as answer:
+                        statuses.append(answer.status)
+                    await asyncio.sleep(0.01)
+
+            client = asyncio.create_task(ask())
             before = datetime.now(UTC)
             await asyncio.to_thread(private_pg.restart)
             after = datetime.now(UTC)
+            await asyncio.sleep(2)
+            asking.clear()
+            await client
+            assert set(statuses) <= {200, 503}, sorted(set(statuses))
+            assert 200 == statuses[-1], "answering again"
 
             run = await api.completed(run_id, within_s=120)
             # The server answers again (the pool reconnected), and says it is ready.
