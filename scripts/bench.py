@@ -370,6 +370,22 @@ async def read_once(admin: str, reads: int) -> dict[str, float]:
     return timings
 
 
+async def _wait_final(conn: asyncpg.Connection) -> None:
+    """Wait until read_all sees every event: no transaction older than them still runs.
+
+    The horizon is the cluster's oldest running transaction (see read_all): a
+    long transaction in another database of the server holds it back.
+    """
+    deadline = time.monotonic() + 120
+    while not await conn.fetchval(
+        "SELECT max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()) FROM events"
+    ):
+        if time.monotonic() > deadline:
+            msg = "a transaction of the server stays open: read_all cannot see the history"
+            raise RuntimeError(msg)
+        await asyncio.sleep(0.5)
+
+
 def long_run(events: int) -> int:
     """The tests of a history's long run: 2% of its events, as 2 events per test."""
     return max(10, events // 50)
@@ -403,6 +419,7 @@ class Histories:
                 history = await bench_history.build(conn, events, tests)
                 await conn.execute("VACUUM ANALYZE events")
                 await conn.execute("VACUUM ANALYZE streams")
+                await _wait_final(conn)
             finally:
                 await conn.close()
             print(
@@ -480,12 +497,20 @@ def _measured(
 ) -> tuple[float, float, str, str]:
     """Run a command to its end: wall seconds, its peak RSS (MB), stdout and stderr.
 
-    The peak is the child's own `ru_maxrss`, from wait4 on its pid (the scripts
-    exec Python, so that is the Python process).
+    Not `wait4`'s `ru_maxrss`: a child forked from this (large) process starts
+    with this process's pages counted, and exec keeps that high-water mark. So
+    the peak comes from GNU time (`/usr/bin/time -f %M`, itself small) when
+    installed, else from polling the child's VmHWM (per address space, so after
+    the scripts exec Python it is Python's own peak).
     """
+    time_binary = Path("/usr/bin/time")
     with tempfile.TemporaryDirectory() as tmp:
         out_path = stdout or Path(tmp) / "stdout"
         err_path = Path(tmp) / "stderr"
+        rss_path = Path(tmp) / "rss"
+        if time_binary.exists():
+            command = [str(time_binary), "-f", "%M", "-o", str(rss_path), *command]
+        peak_kb = 0
         with out_path.open("wb") as out, err_path.open("wb") as err:
             started = time.perf_counter()
             child = subprocess.Popen(
@@ -495,15 +520,28 @@ def _measured(
                 stdout=out,
                 stderr=err,
             )
-            _, status, usage = os.wait4(child.pid, 0)
+            while child.poll() is None:
+                if not time_binary.exists():
+                    peak_kb = max(peak_kb, _hwm_kb(child.pid))
+                time.sleep(0.02)
             elapsed = time.perf_counter() - started
-            child.returncode = os.waitstatus_to_exitcode(status)
+        if time_binary.exists():
+            peak_kb = int(rss_path.read_text().split()[-1])
         text = out_path.read_text(errors="replace") if stdout is None else ""
         errors = err_path.read_text(errors="replace")
     if child.returncode != 0:
         msg = f"{' '.join(command)} exited {child.returncode}: {errors[-2000:]}"
         raise RuntimeError(msg)
-    return elapsed, usage.ru_maxrss / 1024, text, errors
+    return elapsed, peak_kb / 1024, text, errors
+
+
+def _hwm_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) if found else 0
 
 
 async def rebuild_once(histories: Histories, events: int) -> dict[str, float]:
