@@ -28,6 +28,14 @@ _LOCK_CHECKPOINT = """
 SELECT transaction_id, global_position FROM projection_checkpoints WHERE name = $1 FOR UPDATE
 """
 
+# The last event in commit order that can never be preceded by another (see read_all).
+_LAST_FINAL = """
+SELECT transaction_id, global_position FROM events
+ WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY transaction_id DESC, global_position DESC
+ LIMIT 1
+"""
+
 _SAVE_CHECKPOINT = """
 UPDATE projection_checkpoints
    SET transaction_id = $2, global_position = $3, updated_at = now()
@@ -47,17 +55,33 @@ class AsyncProjection(Protocol):
     async def reset(self, conn: asyncpg.Connection) -> None:
         """Delete every row, in the caller's transaction."""
 
+    async def rebuild(self, conn: asyncpg.Connection) -> None:
+        """Recompute every row from the inline read models, in the caller's transaction.
+
+        The result must equal applying every event committed before the call
+        began; applying some of those events again afterwards must change
+        nothing (`rebuild` below replays from a checkpoint taken before it).
+        """
+
 
 async def rebuild(pool: asyncpg.Pool, projection: AsyncProjection) -> int:
-    """Empty a projection and replay the whole store into it; return the events read."""
+    """Recompute a projection and move its checkpoint; return the events read after it.
+
+    Under the checkpoint row's lock (followers wait): take the last event that
+    every reader can see in commit order, recompute the rows from the read
+    models (which reflect at least every event up to it), and checkpoint there.
+    Events after it are then applied as usual, some perhaps a second time,
+    which a projection's `rebuild` contract allows.
+    """
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
             projection.name,
         )
         await conn.fetchrow(_LOCK_CHECKPOINT, projection.name)
-        await projection.reset(conn)
-        await conn.execute(_SAVE_CHECKPOINT, projection.name, 0, 0)
+        last = await conn.fetchrow(_LAST_FINAL)
+        await projection.rebuild(conn)
+        await conn.execute(_SAVE_CHECKPOINT, projection.name, *(last or (0, 0)))
     total = 0
     while read := await catch_up(pool, projection):
         total += read

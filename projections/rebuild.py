@@ -17,8 +17,10 @@ since the snapshot. Readers see the old tables until the commit, then the new.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -152,15 +154,34 @@ def rows_of_stream(events: Iterable[RecordedEvent]) -> StreamRows | None:
     )
 
 
-async def _streams(cursor: AsyncIterator[asyncpg.Record]) -> AsyncIterator[list[RecordedEvent]]:
-    """Group an ordered event cursor into one list per stream."""
+async def _chunks(reader: asyncpg.Connection) -> AsyncGenerator[list[asyncpg.Record], None]:
+    """Every event row, ordered by stream and version, in chunks; the next chunk is
+    fetched while the caller folds the current one."""
+    cursor = await reader.cursor(_ALL_EVENTS)
+    ahead = asyncio.ensure_future(cursor.fetch(_BATCH))
+    try:
+        while rows := await ahead:
+            ahead = asyncio.ensure_future(cursor.fetch(_BATCH))
+            yield rows
+    finally:
+        if not ahead.done():
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ahead
+
+
+async def _streams(
+    chunks: AsyncIterator[list[asyncpg.Record]],
+) -> AsyncIterator[list[RecordedEvent]]:
+    """Group ordered event rows into one list of events per stream."""
     current: list[RecordedEvent] = []
-    async for row in cursor:
-        event = row_to_event(row)
-        if current and current[0].stream_id != event.stream_id:
-            yield current
-            current = []
-        current.append(event)
+    async for rows in chunks:
+        for row in rows:
+            event = row_to_event(row)
+            if current and current[0].stream_id != event.stream_id:
+                yield current
+                current = []
+            current.append(event)
     if current:
         yield current
 
@@ -244,19 +265,32 @@ async def _build(
             on_total(await reader.fetchval("SELECT count(*) FROM events"))
         batch: list[StreamRows] = []
         pending = 0
-        async for stream in _streams(reader.cursor(_ALL_EVENTS, prefetch=_BATCH)):
-            rows = rows_of_stream(stream)
-            report.events += len(stream)
-            report.streams += 1
-            if rows is not None:
-                batch.append(rows)
-                pending += 1 + len(rows.results)
-            if pending >= _BATCH:
-                await _copy(writer, side, batch)
-                batch, pending = [], 0
-            if on_progress is not None:
-                on_progress(len(stream))
-        await _copy(writer, side, batch)
+        # One COPY in flight on the writer while the reader folds the next runs.
+        copying: asyncio.Future[None] | None = None
+        try:
+            async with contextlib.aclosing(_chunks(reader)) as chunks:
+                async for stream in _streams(chunks):
+                    rows = rows_of_stream(stream)
+                    report.events += len(stream)
+                    report.streams += 1
+                    if rows is not None:
+                        batch.append(rows)
+                        pending += 1 + len(rows.results)
+                    if pending >= _BATCH:
+                        if copying is not None:
+                            await copying
+                        copying = asyncio.ensure_future(_copy(writer, side, batch))
+                        batch, pending = [], 0
+                    if on_progress is not None:
+                        on_progress(len(stream))
+            if copying is not None:
+                await copying
+            await _copy(writer, side, batch)
+        finally:
+            if copying is not None and not copying.done():
+                copying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await copying
     return snapshot
 
 

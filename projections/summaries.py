@@ -42,6 +42,7 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _decode_summary = msgspec.json.Decoder(RunSummary).decode
+_RESULTS = "SELECT id, organisation_id, test_id, validity_fingerprint, resource FROM test_results"
 
 
 def summarise(result: WorkflowTestResult, validity_fingerprint: str) -> RunSummary | None:
@@ -82,6 +83,41 @@ def _later(current: RunSummary | None, candidate: RunSummary) -> RunSummary:
     return current
 
 
+# A test's latest, latest passing and latest failing summaries.
+Latest = tuple[RunSummary | None, RunSummary | None, RunSummary | None]
+_NONE: Latest = (None, None, None)
+
+
+def _candidates(
+    rows: Sequence[asyncpg.Record],
+) -> tuple[dict[str, list[RunSummary]], dict[str, str]]:
+    """The summaries of these `test_results` rows by test, and each test's organisation."""
+    candidates: dict[str, list[RunSummary]] = {}
+    organisations: dict[str, str] = {}
+    for row in rows:
+        summary = summarise(_decode_result(row["resource"]), row["validity_fingerprint"])
+        if summary is not None:
+            candidates.setdefault(row["test_id"], []).append(summary)
+            organisations[row["test_id"]] = row["organisation_id"]
+    return candidates, organisations
+
+
+def _merged(current: Latest, summaries: Sequence[RunSummary]) -> Latest:
+    """A test's summaries with these new ones merged in (in any order: the later wins)."""
+    latest, passing, failing = current
+    for summary in sorted(summaries, key=lambda s: (s.started_at, s.run_record_id)):
+        latest = _later(latest, summary)
+        if summary.status == "completed" and summary.outcome == "passed":
+            passing = _later(passing, summary)
+        if summary.status == "completed" and summary.outcome == "failed":
+            failing = _later(failing, summary)
+    return latest, passing, failing
+
+
+def _encoded(latest: Latest) -> tuple[bytes | None, ...]:
+    return tuple(_encode(s) if s is not None else None for s in latest)
+
+
 class LatestRunSummaries:
     """The async projection behind `latest_run_summary` and its passing/failing twins."""
 
@@ -95,18 +131,35 @@ class LatestRunSummaries:
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
         """Fold the results these events touched into their tests' summaries."""
         result_ids = sorted({getattr(event.event, "result_id", "") for event in events} - {""})
-        rows = await conn.fetch(
-            "SELECT organisation_id, test_id, validity_fingerprint, resource"
-            " FROM test_results WHERE id = ANY ($1::text[])",
-            result_ids,
+        rows = await conn.fetch(_RESULTS + " WHERE id = ANY ($1::text[])", result_ids)
+        await self._merge(conn, rows)
+
+    async def rebuild(self, conn: asyncpg.Connection) -> None:
+        """Recompute every row from the results, in the caller's transaction.
+
+        The rows are those of replaying every event whose result is in
+        `test_results` now: each summary is a function of its result's current
+        state, and merging is order-free. Merged in memory (three summaries per
+        test), written with one COPY.
+        """
+        await self.reset(conn)
+        tests: dict[str, tuple[str, Latest]] = {}
+        after = ""
+        while rows := await conn.fetch(_RESULTS + " WHERE id > $1 ORDER BY id LIMIT 5000", after):
+            candidates, organisations = _candidates(rows)
+            for test_id, summaries in candidates.items():
+                _, current = tests.get(test_id, ("", _NONE))
+                tests[test_id] = (organisations[test_id], _merged(current, summaries))
+            after = rows[-1]["id"]
+        await conn.copy_records_to_table(
+            "test_run_summaries",
+            records=[(test_id, org, *_encoded(latest)) for test_id, (org, latest) in tests.items()],
+            columns=["test_id", "organisation_id", "latest", "latest_passing", "latest_failing"],
         )
-        candidates: dict[str, list[RunSummary]] = {}
-        organisations: dict[str, str] = {}
-        for row in rows:
-            summary = summarise(_decode_result(row["resource"]), row["validity_fingerprint"])
-            if summary is not None:
-                candidates.setdefault(row["test_id"], []).append(summary)
-                organisations[row["test_id"]] = row["organisation_id"]
+
+    async def _merge(self, conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> None:
+        """Merge these `test_results` rows into their tests' summaries."""
+        candidates, organisations = _candidates(rows)
         if not candidates:
             return
         stored = {
@@ -124,19 +177,8 @@ class LatestRunSummaries:
                 _decode_summary(row[column]) if row is not None and row[column] else None
                 for column in ("latest", "latest_passing", "latest_failing")
             )
-            for summary in sorted(summaries, key=lambda s: (s.started_at, s.run_record_id)):
-                latest = _later(latest, summary)
-                if summary.status == "completed" and summary.outcome == "passed":
-                    passing = _later(passing, summary)
-                if summary.status == "completed" and summary.outcome == "failed":
-                    failing = _later(failing, summary)
-            updates.append(
-                (
-                    test_id,
-                    organisations[test_id],
-                    *(_encode(s) if s is not None else None for s in (latest, passing, failing)),
-                )
-            )
+            merged = _merged((latest, passing, failing), summaries)
+            updates.append((test_id, organisations[test_id], *_encoded(merged)))
         await conn.executemany(
             """
             INSERT INTO test_run_summaries (test_id, organisation_id, latest, latest_passing,
