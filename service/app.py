@@ -6,6 +6,7 @@ import asyncpg
 from aiohttp import web
 
 from events.store import EventStore
+from service import ratelimit
 from service.config import Config
 from service.handlers.common import POOL, STORE
 from service.idempotency import idempotency
@@ -15,15 +16,27 @@ from service.middleware import KEYS, edge
 from service.routes import add_routes
 
 CONFIG = web.AppKey("config", Config)
+# The longest request line and header field (aiohttp's default is 8190 bytes).
+MAX_LINE_BYTES = 65536
 
 
 def create_app(pool: asyncpg.Pool, config: Config) -> web.Application:
     """The application on a migrated database's pool."""
     # measure wraps edge, so it counts the final status (errors already JSON, 401s too);
     # edge (request id, auth, errors as JSON) is next; idempotency needs the caller.
+    # rate_limit needs the caller too, and comes before idempotency: a replay is a request.
+    limiter = ratelimit.limiter(config.rate_limit_per_s, config.rate_limit_burst)
+    limiting = [ratelimit.rate_limit] if limiter is not None else []
     app = web.Application(
-        middlewares=[measure, edge, idempotency], client_max_size=config.max_body_bytes
+        middlewares=[measure, edge, *limiting, idempotency],
+        client_max_size=config.max_body_bytes,
+        # aiohttp's parser answers a longer request line or header field itself, in
+        # plain text that no middleware sees; long enough that an oversized id or
+        # query reaches the edge and gets its JSON 404 or 422.
+        handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES},
     )
+    if limiter is not None:
+        app[ratelimit.RATE_LIMITER] = limiter
     app[CONFIG] = config
     app[POOL] = pool
     app[STORE] = EventStore(pool)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from events.errors import ConcurrencyError
 from service import availability
@@ -38,6 +39,35 @@ _STATUS_CODES = {
 def _unusable_id(value: str) -> bool:
     # No resource has such an id: answer 404 before PostgreSQL refuses the text.
     return len(value) > 255 or "\x00" in value
+
+
+# Per app: the methods of each fixed path (see `_fixed_path_methods`); weak, so it
+# goes away with the app, and filled only once the router is frozen.
+_FIXED_PATHS: weakref.WeakKeyDictionary[web.Application, dict[str, frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fixed_path_methods(request: web.Request) -> frozenset[str] | None:
+    """The methods of the fixed route at exactly this path, if there is one.
+
+    aiohttp tries the `{id}` routes too when a fixed path does not serve the
+    method: `PATCH /v1/workflows/blocks` would update a workflow whose id is
+    `blocks`, and a 405's `Allow` would merge the methods of both routes. A fixed
+    path owns its methods: any other is a 405 that lists exactly them.
+    """
+    app = request.app
+    paths = _FIXED_PATHS.get(app)
+    if paths is None:
+        found: dict[str, set[str]] = {}
+        for resource in app.router.resources():
+            if isinstance(resource, web.PlainResource):
+                methods = found.setdefault(resource.canonical, set())
+                methods.update(route.method for route in resource)
+        paths = {path: frozenset(methods) for path, methods in found.items()}
+        if app.router.frozen:
+            _FIXED_PATHS[app] = paths
+    return paths.get(request.path)
 
 
 def principal(request: web.Request) -> Principal:
@@ -81,6 +111,9 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if request.path == "/v1" or request.path.startswith("/v1/"):
             await _authenticate(request)
+        fixed = _fixed_path_methods(request)
+        if fixed is not None and not {request.method, hdrs.METH_ANY} & fixed:
+            raise web.HTTPMethodNotAllowed(request.method, fixed)
         if any(_unusable_id(value) for value in request.match_info.values()):
             raise ApiError(404, "not_found", "Not Found")
         response = await handler(request)

@@ -16,11 +16,13 @@ from msgspec import Meta
 from projections.resources import Freshness
 from projections.summaries import RunSummary
 
-Id = Annotated[str, Meta(min_length=1, max_length=200)]
-Name = Annotated[str, Meta(max_length=500)]
-Text = Annotated[str, Meta(max_length=20_000)]
+# PostgreSQL text cannot hold a NUL character: refused at decode time, with its JSON path.
+NO_NUL = r"^[^\x00]*$"
+Id = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Name = Annotated[str, Meta(max_length=500, pattern=NO_NUL)]
+Text = Annotated[str, Meta(max_length=20_000, pattern=NO_NUL)]
 BlockType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-HandleId = Annotated[str, Meta(min_length=1, max_length=200)]
+HandleId = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,7 +43,10 @@ class CreateWorkflowRequest(_Body, frozen=True, kw_only=True):
 class UpdateWorkflowRequest(_Body, frozen=True, kw_only=True):
     """`PATCH /v1/workflows/{workflow_id}`: only the fields sent change."""
 
-    name: Name | msgspec.UnsetType = msgspec.UNSET
+    # A name cannot be blanked (a new workflow without one is "Untitled Workflow").
+    name: Annotated[str, Meta(min_length=1, max_length=500, pattern=NO_NUL)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
     description: Text | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -160,7 +165,7 @@ class OutputTarget(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     """The output handle an assertion reads, and a dotted path into its payload."""
 
     output_handle_id: HandleId
-    path: Annotated[str, Meta(max_length=1000)] | None = None
+    path: Annotated[str, Meta(max_length=1000, pattern=NO_NUL)] | None = None
 
 
 class _Condition(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
@@ -354,7 +359,10 @@ class UpdateTestRequest(_Body, frozen=True, kw_only=True):
     name: Name | msgspec.UnsetType | None = msgspec.UNSET
     assertion: AssertionSpec | msgspec.UnsetType = msgspec.UNSET
     source: Source | msgspec.UnsetType = msgspec.UNSET
-    target: Any = msgspec.UNSET
+    # Decoded only to be refused with a 422 (`immutable`): `not: {}` says no value is valid.
+    target: Annotated[
+        Any, Meta(description="Refused: a test's target is fixed.", extra_json_schema={"not": {}})
+    ] = msgspec.UNSET
 
 
 class WorkflowTest(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,6 +16,7 @@ import re
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import metadata
 from typing import Annotated, Any, Literal
 
@@ -23,10 +24,12 @@ import msgspec
 from aiohttp import hdrs, web
 
 from projections.resources import WorkflowTestResult, WorkflowTestRun
-from service import idempotency, pagination, runs
+from service import idempotency, pagination, ratelimit, runs
 from service.feed import RunEventItem
 from service.handlers import events as event_handlers
+from service.handlers.common import MAX_QUERY_ID
 from service.models import (
+    NO_NUL,
     Block,
     CreateBlockRequest,
     CreateRunRequest,
@@ -149,9 +152,17 @@ class Operation:
 
 _DEFAULT_PAGE = pagination.PageQuery()
 
+# What the handlers accept as an id in the query (`handlers.common.query_id`).
+QueryId = Annotated[str, msgspec.Meta(max_length=MAX_QUERY_ID, pattern=NO_NUL)]
+RequiredQueryId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_QUERY_ID, pattern=NO_NUL)
+]
+# Cursors are unpadded URL-safe base64 (`pagination.encode_cursor`).
+Cursor = Annotated[str, msgspec.Meta(pattern=pagination.CURSOR_PATTERN)]
+
 PAGINATION = (
-    Param("before", "Cursor: the page before this one (not with `after`)."),
-    Param("after", "Cursor: the page after this one (not with `before`)."),
+    Param("before", "Cursor: the page before this one (not with `after`).", Cursor),
+    Param("after", "Cursor: the page after this one (not with `before`).", Cursor),
     Param(
         "limit",
         f"Items per page, 1 to {pagination.MAX_LIMIT}.",
@@ -162,16 +173,16 @@ PAGINATION = (
 )
 
 _RUN_FILTERS = (
-    Param("workflow_id", "Only runs of this workflow."),
-    Param("test_id", "Only runs that include this saved test."),
-    Param("target_block_id", "Only runs that include a test of this block."),
+    Param("workflow_id", "Only runs of this workflow.", QueryId),
+    Param("test_id", "Only runs that include this saved test.", QueryId),
+    Param("target_block_id", "Only runs that include a test of this block.", QueryId),
     Param("status", "Only runs in this lifecycle status.", enum=tuple(sorted(runs.STATUSES))),
     Param(
         "exclude_status", "Every run but those in this status.", enum=tuple(sorted(runs.STATUSES))
     ),
     Param("trigger_type", "Only runs started this way.", enum=tuple(sorted(runs.TRIGGERS))),
-    Param("from_date", "Created at or after (RFC 3339; no offset means UTC)."),
-    Param("to_date", "Created at or before (RFC 3339; no offset means UTC)."),
+    Param("from_date", "Created at or after (RFC 3339; no offset means UTC).", datetime),
+    Param("to_date", "Created at or before (RFC 3339; no offset means UTC).", datetime),
     Param(
         "sort_by", "The sort key (only `created_at`).", Literal["created_at"], default="created_at"
     ),
@@ -264,7 +275,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "blocks",
         BlockPage,
         is_list=True,
-        query=(Param("workflow_id", "The workflow.", required=True),),
+        query=(Param("workflow_id", "The workflow.", RequiredQueryId, required=True),),
         not_found=("workflow_not_found",),
     ),
     ("GET", "/v1/workflows/blocks/{block_id}"): Operation(
@@ -303,8 +314,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         WorkflowTestPage,
         is_list=True,
         query=(
-            Param("workflow_id", "The workflow.", required=True),
-            Param("target_block_id", "Only the tests of this block."),
+            Param("workflow_id", "The workflow.", RequiredQueryId, required=True),
+            Param("target_block_id", "Only the tests of this block.", QueryId),
         ),
         not_found=("workflow_not_found",),
     ),
@@ -375,7 +386,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             Param(
                 "after",
                 "Only events after this stream version (exclusive).",
-                Annotated[int, msgspec.Meta(ge=0)],
+                Annotated[int, msgspec.Meta(ge=0, le=event_handlers.MAX_VERSION)],
                 default=0,
             ),
             Param(
@@ -403,7 +414,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "results",
         WorkflowTestResultPage,
         is_list=True,
-        query=(Param("run_id", "The test run.", required=True),),
+        query=(Param("run_id", "The test run.", RequiredQueryId, required=True),),
         not_found=("run_not_found",),
     ),
     ("GET", "/v1/workflows/tests/results/{result_id}"): Operation(
@@ -478,7 +489,9 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
     if cached is not None:
         return cached
     document = generate(
-        served_routes(app), idempotent_posts=idempotency.idempotency in app.middlewares
+        served_routes(app),
+        idempotent_posts=idempotency.idempotency in app.middlewares,
+        rate_limited=ratelimit.rate_limit in app.middlewares,
     )
     if app.router.frozen:
         _CACHE[app] = document
@@ -496,16 +509,20 @@ def served_routes(app: web.Application) -> list[tuple[str, str]]:
     return list(served)
 
 
-def generate(routes: list[tuple[str, str]], *, idempotent_posts: bool = False) -> dict[str, Any]:
+def generate(
+    routes: list[tuple[str, str]], *, idempotent_posts: bool = False, rate_limited: bool = False
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of these (method, path) routes.
 
     `idempotent_posts`: the app runs the `Idempotency-Key` middleware, so every
     `/v1` POST takes the header (and may answer its 400 and 409).
+    `rate_limited`: the app runs the per-key rate limit, so every `/v1`
+    operation may answer 429 with `Retry-After`.
     """
     operations = [(method, path, _operation_of(method, path)) for method, path in routes]
     types = _types_of(operation for _, _, operation in operations)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
-    renderer = _Renderer(dict(zip(types, schemas, strict=True)), idempotent_posts)
+    renderer = _Renderer(dict(zip(types, schemas, strict=True)), idempotent_posts, rate_limited)
     paths: dict[str, dict[str, Any]] = {}
     for method, path, operation in operations:
         paths.setdefault(path, {})[method.lower()] = renderer.operation(method, path, operation)
@@ -535,6 +552,10 @@ HEADERS = {
     "X-Request-Id": {
         "description": "This request's id (the caller's, if safe), for the logs.",
         "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before the next request with this API key (at least 1).",
+        "schema": {"type": "integer", "minimum": 1},
     },
     "Idempotent-Replayed": {
         "description": "`true` when this is the stored answer of an earlier request"
@@ -602,6 +623,7 @@ class _Renderer:
 
     schema_of: dict[Any, Any]
     idempotent_posts: bool
+    rate_limited: bool = False
 
     def operation(self, method: str, path: str, operation: Operation) -> dict[str, Any]:
         """One Operation Object."""
@@ -683,6 +705,12 @@ class _Renderer:
             reasons[413] = ["`request_too_large`: the body is larger than the server accepts"]
         for status, texts in reasons.items():
             answers[status] = {"description": "; ".join(texts) + "."} | self._json(ErrorResponse)
+        if self.rate_limited and operation.authenticated:
+            answers[429] = {
+                "description": "`rate_limited`: this API key's requests per second are used up;"
+                " retry after `Retry-After` seconds.",
+                "headers": {"Retry-After": _header_ref("Retry-After")},
+            } | self._json(ErrorResponse)
         has_query = bool(_query_of(operation))
         if operation.body is not None or has_query:
             inputs = (("body", operation.body is not None), ("query", has_query))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -22,6 +23,12 @@ from service.errors import ApiError, ValidationFailedError
 from service.models import ListMetadata
 
 MAX_LIMIT = 100
+# What a cursor looks like: unpadded URL-safe base64 (see `encode_cursor`).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+# Integer keys are positions, a PostgreSQL integer; ids are never longer.
+_MAX_INT_KEY = 2**31 - 1
+_MAX_ID = 255
 
 
 class PageQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,10 +47,23 @@ def encode_cursor(key: Any, item_id: str) -> str:
 
 
 def _decode_cursor(name: str, value: str, key_type: type) -> tuple[Any, str]:
+    """The `(key, id)` of a cursor, or a 400: never a value the database would refuse."""
     try:
+        if not _CURSOR.fullmatch(value):
+            raise ValueError(value)
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        key, item_id = msgspec.json.decode(raw, type=tuple[key_type, str])  # type: ignore[valid-type]
-    except (binascii.Error, ValueError, msgspec.DecodeError) as error:
+        decoded: tuple[Any, str] = msgspec.json.decode(raw, type=tuple[key_type, str])  # type: ignore[valid-type]
+        key, item_id = decoded
+        if len(item_id) > _MAX_ID or "\x00" in item_id:
+            raise ValueError(item_id)
+        if isinstance(key, datetime):
+            # Naive: not ours. Converted now: an offset that leaves the calendar fails here.
+            if key.tzinfo is None:
+                raise ValueError(key)
+            key = key.astimezone(UTC)
+        elif isinstance(key, int) and not -_MAX_INT_KEY <= key <= _MAX_INT_KEY:
+            raise ValueError(key)
+    except (binascii.Error, ValueError, OverflowError, msgspec.DecodeError) as error:
         raise ApiError(
             400, "invalid_cursor", f"`{name}` is not a cursor this API issued"
         ) from error
@@ -58,10 +78,8 @@ def parse(query: Mapping[str, str], default_limit: int = 20) -> PageQuery:
     raw_limit = query.get("limit")
     limit = default_limit
     if raw_limit is not None:
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            limit = 0
+        # Plain digits only: Python's int() also takes `1_0`, spaces and other scripts' digits.
+        limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else 0
         if not 1 <= limit <= MAX_LIMIT:
             raise ValidationFailedError.single(
                 ["query", "limit"], f"limit must be an integer from 1 to {MAX_LIMIT}", "value_error"

@@ -20,12 +20,22 @@ T = TypeVar("T")
 
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
+# The longest id a query parameter may name (the edge answers longer path ids 404).
+MAX_QUERY_ID = 255
+
 
 async def decode_body(request: web.Request, body_type: type[T]) -> T:
     """The request body decoded into `body_type`, or a 422 naming the JSON path."""
     raw = await request.read()
     if not raw.strip():
         raise ValidationFailedError.single(["body"], "Field required", "missing")
+    try:
+        # msgspec checks the UTF-8 of what it decodes, not of an unknown key it skips.
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValidationFailedError.single(
+            ["body"], f"JSON decode error: invalid UTF-8: {error.reason}", "json_invalid"
+        ) from error
     decoder = _decoders.get(body_type)
     if decoder is None:
         decoder = _decoders[body_type] = msgspec.json.Decoder(body_type)
@@ -60,10 +70,28 @@ def organisation(request: web.Request) -> str:
 
 
 def required_query(request: web.Request, name: str) -> str:
-    """A required query parameter, or a 422 naming it."""
+    """A required id in the query, or a 422 naming it."""
+    value = query_id(request, name)
+    if value is None:
+        raise ValidationFailedError.single(["query", name], "Field required", "missing")
+    return value
+
+
+def query_id(request: web.Request, name: str) -> str | None:
+    """An id in the query (absent or empty: None), or a 422 when no id can look like it.
+
+    PostgreSQL text cannot hold a NUL, and no id is that long: refused here
+    rather than sent to the database.
+    """
     value = request.query.get(name)
     if not value:
-        raise ValidationFailedError.single(["query", name], "Field required", "missing")
+        return None
+    if len(value) > MAX_QUERY_ID or "\x00" in value:
+        raise ValidationFailedError.single(
+            ["query", name],
+            f"{name} must be an id: at most {MAX_QUERY_ID} characters, without NUL",
+            "value_error",
+        )
     return value
 
 

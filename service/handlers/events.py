@@ -22,6 +22,8 @@ from service.runs import run_not_found
 log = structlog.get_logger(__name__)
 
 DEFAULT_LIMIT = 100
+# The largest stream version there can be (a PostgreSQL bigint).
+MAX_VERSION = 2**63 - 1
 MAX_LIMIT = 1000
 # A comment line this often while idle, so proxies and clients do not time the stream out.
 HEARTBEAT_S = 15.0
@@ -44,7 +46,7 @@ async def run_events(request: web.Request) -> web.StreamResponse:
         raise run_not_found(run_id)
     if "text/event-stream" in request.headers.get("Accept", ""):
         return await _stream(request, pool, stream_of(run_id))
-    after = _version(request.query, "after", default=0, minimum=0, maximum=None)
+    after = _version(request.query, "after", default=0, minimum=0, maximum=MAX_VERSION)
     limit = _version(request.query, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
     events, more = await feed.read_page(pool, stream_of(run_id), after, limit)
     after_cursor = str(events[-1].version) if events and more else None
@@ -60,10 +62,8 @@ def _version(
     raw = values.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
+    # Plain digits only: Python's int() also takes `1_0`, spaces and other scripts' digits.
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 20 else None
     if value is None or value < minimum or (maximum is not None and value > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
         raise ValidationFailedError.single(
@@ -76,16 +76,14 @@ def _resume_after(request: web.Request) -> int:
     """Where an SSE client resumes: `Last-Event-ID` (a reconnect), else query `after`."""
     header = request.headers.get("Last-Event-ID")
     if header is not None and header.strip():
-        try:
-            value = int(header.strip())
-        except ValueError:
-            value = -1
-        if value < 0:
+        raw = header.strip()
+        value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 20 else -1
+        if not 0 <= value <= MAX_VERSION:
             raise ValidationFailedError.single(
                 ["header", "Last-Event-ID"], "Last-Event-ID must be a version (>= 0)", "value_error"
             )
         return value
-    return _version(request.query, "after", default=0, minimum=0, maximum=None)
+    return _version(request.query, "after", default=0, minimum=0, maximum=MAX_VERSION)
 
 
 def _disconnected(request: web.Request) -> bool:

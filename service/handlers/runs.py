@@ -16,6 +16,7 @@ from service.handlers.common import (
     metadata,
     organisation,
     page_response,
+    query_id,
 )
 from service.models import CreateRunRequest
 
@@ -74,9 +75,9 @@ async def list_runs(request: web.Request) -> web.Response:
                 ["query", name], f"must be one of: {choices}", "literal_error"
             )
     filters = runs.RunFilters(
-        workflow_id=query.get("workflow_id") or None,
-        test_id=query.get("test_id") or None,
-        target_block_id=query.get("target_block_id") or None,
+        workflow_id=query_id(request, "workflow_id"),
+        test_id=query_id(request, "test_id"),
+        target_block_id=query_id(request, "target_block_id"),
         status=query.get("status") or None,
         exclude_status=query.get("exclude_status") or None,
         trigger_type=query.get("trigger_type") or None,
@@ -95,9 +96,12 @@ def _date(query: Mapping[str, str], name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw)
-    except ValueError as error:
+        # RFC 3339 allows a lower-case `t` and `z`; Python's parser does not.
+        value = datetime.fromisoformat(raw.upper())
+        # In UTC now: a date near year 1 or 9999 whose offset leaves the
+        # calendar fails here, not in the driver.
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError) as error:
         raise ValidationFailedError.single(
             ["query", name], "must be an RFC 3339 date-time", "datetime_parsing"
         ) from error
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -11,6 +11,7 @@ from service.handlers.common import (
     decode_body,
     organisation,
     page_response,
+    query_id,
     required_query,
 )
 from service.models import CreateTestRequest, UpdateTestRequest
@@ -32,7 +33,7 @@ async def list_tests(request: web.Request) -> web.Response:
     org = organisation(request)
     await registry.get_workflow(pool, org, workflow_id)
     sql, params = registry.TEST_LIST, [org, workflow_id]
-    target_block_id = request.query.get("target_block_id")
+    target_block_id = query_id(request, "target_block_id")
     if target_block_id:
         sql += " AND t.block_id = $3"
         params.append(target_block_id)
