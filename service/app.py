@@ -40,7 +40,7 @@ def create_app(pool: asyncpg.Pool, config: Config) -> web.Application:
     app[CONFIG] = config
     app[POOL] = pool
     app[STORE] = EventStore(pool)
-    app[KEYS] = KeyLookup(pool)
+    app[KEYS] = KeyLookup(pool, config.key_cache_s)
     app[METRICS] = Metrics()
     add_routes(app)
     return app

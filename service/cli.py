@@ -195,7 +195,7 @@ async def keys_command(
                 if key_id is None or not await keys.revoke_key(conn, key_id):
                     print(f"no valid key {key_id!r}", file=sys.stderr)
                     return 2
-                print(f"revoked {key_id} (servers stop accepting it within 10 s)")
+                print(f"revoked {key_id} (servers refuse it within KEY_CACHE_S, 1 s by default)")
                 return 0
             for row in await keys.list_keys(conn):
                 state = (

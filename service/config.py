@@ -40,6 +40,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     max_answer_bytes: int = 10 * 1024 * 1024
     shutdown_grace_s: float = 10.0
     lease_margin_s: float = 30.0
+    key_cache_s: float = 1.0
     allowed_outbound_hosts: tuple[str, ...] = ()
     db_acquire_timeout_s: float = 5.0
     db_statement_timeout_ms: int = 15000
@@ -108,6 +109,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             max_answer_bytes=integer("MAX_ANSWER_BYTES", 10 * 1024 * 1024),
             shutdown_grace_s=number("SHUTDOWN_GRACE_S", 10.0),
             lease_margin_s=number("LEASE_MARGIN_S", 30.0),
+            key_cache_s=max(0.0, number("KEY_CACHE_S", 1.0)),
             allowed_outbound_hosts=parsed(
                 "ALLOWED_OUTBOUND_HOSTS",
                 (),

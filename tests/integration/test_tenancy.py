@@ -7,12 +7,18 @@ added without being checked.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 from typing import Any
 
+import asyncpg
+
 from service import keys
+from service.config import Config
 from service.handlers.common import POOL
+from service.keys import KeyLookup
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 
 RUNS = "/v1/workflows/tests/runs"
@@ -204,20 +210,61 @@ async def test_idempotency_keys_are_per_organisation(client: ApiClient) -> None:
     assert a_id != (await second.json())["id"]
 
 
-async def test_a_revoked_key_is_refused_at_once(client: ApiClient) -> None:
-    """Revocation takes effect on the very next request (no lookup cache keeps it alive)."""
+async def test_a_revoked_key_is_refused_within_the_key_cache_bound(client: ApiClient) -> None:
+    """Revocation takes effect on every request after KEY_CACHE_S (1 s by default).
+
+    A valid key is remembered that long, to save a query per request; never longer.
+    """
     pool = client.http.server.app[POOL]
     async with pool.acquire() as conn:
         key, key_id, _ = await keys.create_key(conn, new_organisation="short-lived")
     for header in ("bearer", "api-key"):
         await client.call("GET", "/v1/workflows", key=key, header=header, expect=200)
     assert await keys.revoke_key(pool, key_id)
+    revoked_at = time.monotonic()
+    while True:
+        response = await client.http.get(
+            "/v1/workflows", headers={"Authorization": f"Bearer {key}"}
+        )
+        if response.status == 401:
+            break
+        assert 200 == response.status
+        assert time.monotonic() - revoked_at < Config().key_cache_s + 0.5, "still accepted"
+        await asyncio.sleep(0.05)
     for header in ("bearer", "api-key"):
         error = await client.call("GET", "/v1/workflows", key=key, header=header, expect=401)
         assert "unauthorized" == error["detail"]["code"]
     # The other keys are unaffected.
     await client.call("GET", "/v1/workflows", expect=200)
     assert not await keys.revoke_key(pool, key_id)  # already revoked
+
+
+async def test_without_the_key_cache_a_revoked_key_is_refused_at_once(pool: asyncpg.Pool) -> None:
+    """KEY_CACHE_S=0: the very next lookup refuses it; a valid key is looked up each time."""
+    lookup = KeyLookup(pool, cache_s=0)
+    async with pool.acquire() as conn:
+        key, key_id, _ = await keys.create_key(conn, new_organisation="uncached")
+    assert (await lookup.resolve(key)) is not None
+    assert await keys.revoke_key(pool, key_id)
+    assert await lookup.resolve(key) is None
+
+
+async def test_the_key_cache_remembers_valid_keys_only(pool: asyncpg.Pool) -> None:
+    """Within KEY_CACHE_S a valid key costs no query; an unknown key is never remembered."""
+    lookup = KeyLookup(pool, cache_s=60)
+    async with pool.acquire() as conn:
+        key, key_id, organisation_id = await keys.create_key(conn, new_organisation="cached")
+    first = await lookup.resolve(key)
+    assert first is not None
+    assert organisation_id == first.organisation_id
+    assert await keys.revoke_key(pool, key_id)
+    remembered = await lookup.resolve(key)  # no query: the cache answers
+    assert remembered is first
+    assert await lookup.resolve("rtk_unknown") is None
+    async with pool.acquire() as conn:
+        other, _, _ = await keys.create_key(conn, organisation_id=organisation_id)
+    assert await lookup.resolve(other) is not None
+    assert await KeyLookup(pool, cache_s=60).resolve(key) is None  # a fresh process refuses it
 
 
 async def test_keys_are_stored_only_as_hashes(client: ApiClient) -> None:
