@@ -387,8 +387,11 @@ async def _wait_final(conn: asyncpg.Connection) -> None:
 
 
 def long_run(events: int) -> int:
-    """The tests of a history's long run: 2% of its events, as 2 events per test."""
-    return max(10, events // 50)
+    """The tests of a history's long run: 10,000 in 1,000,000 events (2 events per test).
+
+    As many tests as the execution workload's run.
+    """
+    return max(10, events // 100)
 
 
 class Histories:
@@ -404,8 +407,8 @@ class Histories:
     ) -> tuple[Database, bench_history.History]:
         """The database holding about `events` events, with a run of `long_run_tests` tests.
 
-        By default the long run has events/50 tests (20,000 events in 1,000,000);
-        another run has a tenth of its tests.
+        By default the long run is `long_run(events)` tests long; another run
+        has a tenth of its tests.
         """
         tests = long_run_tests if long_run_tests is not None else long_run(events)
         if (events, tests) not in self.built:
@@ -413,15 +416,19 @@ class Histories:
 
             database = await Database(self.admin).__aenter__()
             started = time.perf_counter()
-            conn = await asyncpg.connect(database.dsn)
             try:
-                await init_connection(conn)
-                history = await bench_history.build(conn, events, tests)
-                await conn.execute("VACUUM ANALYZE events")
-                await conn.execute("VACUUM ANALYZE streams")
-                await _wait_final(conn)
-            finally:
-                await conn.close()
+                conn = await asyncpg.connect(database.dsn)
+                try:
+                    await init_connection(conn)
+                    history = await bench_history.build(conn, events, tests)
+                    await conn.execute("VACUUM ANALYZE events")
+                    await conn.execute("VACUUM ANALYZE streams")
+                    await _wait_final(conn)
+                finally:
+                    await conn.close()
+            except BaseException:
+                await database.__aexit__()
+                raise
             print(
                 f"history: {history.events:,} events in {history.runs:,} runs,"
                 f" built in {time.perf_counter() - started:.1f}s",
