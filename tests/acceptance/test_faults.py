@@ -23,11 +23,15 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
 
+from projections.asynchronous import follow
+from projections.rebuild import ASYNC_PROJECTIONS
 from service import availability, db, keys
 from service.app import create_app
 from service.config import Config
 from service.feed import FeedHub
+from service.runner import Runner
 from tests.acceptance import pg
 from tests.acceptance.conftest import free_port
 from tests.helpers import API_KEY, run_script
@@ -449,6 +453,61 @@ async def test_the_feed_listens_again_after_postgresql_restarts(
     finally:
         await hub.close()
         await pool.close()
+
+
+async def test_while_postgresql_is_down_the_loops_back_off_and_never_exit(
+    private_pg: pg.PrivatePostgres, private_url: str
+) -> None:
+    """Runner, projection leader, feed hub: each failure logged, longer waits, back when it is."""
+    pool = await db.create_pool(private_url, min_size=1, max_size=4, acquire_timeout_s=1)
+    stop = asyncio.Event()
+    runner = Runner(pool, Config(test_timeout_s=2, lease_margin_s=1), dsn=private_url)
+    hub = FeedHub()
+    down_s = 4.0
+    with capture_logs() as logs:
+        loops = [
+            asyncio.create_task(runner.run(stop)),
+            asyncio.create_task(
+                follow(
+                    pool,
+                    ASYNC_PROJECTIONS,
+                    stop,
+                    connect=lambda: asyncpg.connect(private_url, timeout=2),
+                )
+            ),
+        ]
+        try:
+            async with hub.subscription(pool, "run-x"):
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(private_pg.stop)
+                await asyncio.sleep(down_s)
+                while_down = [entry["event"] for entry in logs]
+                assert not any(loop.done() for loop in loops), "no loop exits"
+                await asyncio.to_thread(private_pg.start)
+
+                expected = {
+                    "runner_claim_recovered",
+                    "runner_listening_again",
+                    "feed_listening_again",
+                }
+                deadline = time.monotonic() + 15
+                while not expected <= {entry["event"] for entry in logs}:
+                    assert time.monotonic() < deadline, {entry["event"] for entry in logs}
+                    await asyncio.sleep(0.1)
+                deadline = time.monotonic() + 15
+                while [e["event"] for e in logs].count("projection_leader_elected") < 2:
+                    assert time.monotonic() < deadline, "the projection leader came back"
+                    await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*loops), 15)
+            await hub.close()
+            await pool.close()
+    # Logged, and retried with growing waits (0.25, 0.5, 1, 2 s ...): a few tries
+    # in the outage, not one every poll (16 at 0.25 s), and never a busy loop.
+    for event in ("runner_claim_failed", "runner_listen_failed", "feed_listen_failed"):
+        assert 2 <= while_down.count(event) <= 8, (event, while_down.count(event))
+    assert 1 <= while_down.count("projection_leader_connect_failed") <= 4
 
 
 # -- the shared PostgreSQL: a pool exhausted, a statement too slow -----------------------------
