@@ -8,7 +8,8 @@ and have no gaps. `global_position` is unique but is *not* commit order; see
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -304,15 +305,31 @@ class EventStore:
 
     async def iterate_all(
         self, after: Checkpoint = ORIGIN, page_size: int = 1000
-    ) -> AsyncIterator[RecordedEvent]:
-        """Every event after a checkpoint that is final now, in commit order, page by page."""
-        while True:
-            page = await self.read_all(after, page_size)
-            for event in page:
-                yield event
-            if len(page) < page_size:
-                return
-            after = checkpoint_of(page[-1])
+    ) -> AsyncGenerator[RecordedEvent, None]:
+        """Every event after a checkpoint that is final now, in commit order, page by page.
+
+        The next page is read (on another pooled connection) while this one is
+        decoded and consumed: the same pages as calling `read_all` in a loop.
+        """
+        rows = await self.pool.fetch(_READ_ALL, after[0], after[1], page_size)
+        ahead: asyncio.Future[list[asyncpg.Record]] | None = None
+        try:
+            while rows:
+                if len(rows) == page_size:
+                    last = rows[-1]
+                    ahead = asyncio.ensure_future(
+                        self.pool.fetch(_READ_ALL, last[3], last[2], page_size)
+                    )
+                for row in rows:
+                    yield row_to_event(row)
+                if ahead is None:
+                    return
+                rows, ahead = await ahead, None
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ahead
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version (0 when it does not exist)."""

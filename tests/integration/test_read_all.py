@@ -487,3 +487,27 @@ async def test_an_old_payload_without_its_upcaster_fails_to_read(
 
     with pytest.raises(codec.UnknownEventTypeError, match="from schema version 1"):
         await store.read_stream("run-old")
+
+
+async def test_iterate_all_reads_ahead_and_gives_the_connection_back_when_left(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """iterate_all fetches the next page while one is consumed; leaving early cancels it.
+
+    The pages are those of read_all in a loop, and a consumer that stops after
+    the first event leaves no connection busy behind it.
+    """
+    total = await _write_mixed_history(store, pool)
+    everything = await read_until(store, ORIGIN, total)
+    assert ids([e async for e in store.iterate_all(page_size=4)]) == ids(everything)
+
+    free = pool.get_idle_size()
+    events = store.iterate_all(page_size=2)
+    first = await anext(events)
+    assert first.event_id == everything[0].event_id
+    await events.aclose()  # the read-ahead of the next page is cancelled and released
+    deadline = asyncio.get_running_loop().time() + 5
+    while pool.get_idle_size() < free:
+        assert asyncio.get_running_loop().time() < deadline, "a connection was not given back"
+        await asyncio.sleep(0.01)
+    assert ids(await store.read_all(ORIGIN, limit=3)) == ids(everything[:3])
