@@ -499,3 +499,25 @@ async def test_a_fixed_path_is_never_taken_for_an_id(
     body = await _assert_spec_error(response, 405)
     assert "method_not_allowed" == body["detail"]["code"]
     assert allow == response.headers["Allow"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), BODY_ROUTES)
+async def test_every_body_over_the_limit_is_413(
+    client: ApiClient, seeded: dict[str, Any], method: str, path: str, body: Any
+) -> None:
+    """Past MAX_BODY_BYTES, with a Content-Length or chunked, every body route answers 413."""
+    from service.config import Config
+
+    limit = Config().max_body_bytes
+    before = await _snapshot(client)
+    raw = b'{"name": "' + b"x" * limit + b'"}'
+
+    async def chunks() -> Any:
+        for start in range(0, len(raw), 65536):
+            yield raw[start : start + 65536]
+
+    for data in (raw, chunks()):
+        response = await client.http.request(method, path, data=data, headers=AUTH)
+        error = await _assert_spec_error(response, 413)
+        assert "request_too_large" == error["detail"]["code"]
+    assert before == await _snapshot(client)
