@@ -724,3 +724,44 @@ async def test_sigterm_finishes_requests_and_tests_and_hands_back_the_rest(
     assert handed_back is not None, "the long test is still queued"
     assert handed_back["lease_owner"] is None
     assert handed_back["claimable"], "another runner may take it at once, not after the lease"
+
+
+async def test_a_sigtermed_worker_hands_its_test_to_another_at_once(
+    database_url: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A worker stopped mid-test exits 0 in time; a second worker runs the test next, not
+    after the lease (here 90 s) runs out."""
+    env = {"SHUTDOWN_GRACE_S": "1", "TEST_TIMEOUT_S": "60", "LEASE_MARGIN_S": "30"}
+    log = tmp_path / "server.log"
+    server, base_url = await _serve(database_url, log, RUNNER_ENABLED="false", **env)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        async with aiohttp.ClientSession(timeout=_CLIENT_TIMEOUT) as http:
+            api = Api(http, base_url)
+            run_id = await api.start_run(await api.suite(1, delay_s=30))
+        stream = f"run-{run_id}"
+
+        async def started(attempt: int, within_s: float) -> None:
+            deadline = time.monotonic() + within_s
+            while not await pool.fetchval(
+                "SELECT count(*) FROM events WHERE stream_id = $1 AND type = 'test.started'"
+                " AND (data->>'attempt')::int = $2",
+                stream,
+                attempt,
+            ):
+                assert time.monotonic() < deadline, f"attempt {attempt} did not start"
+                await asyncio.sleep(0.05)
+
+        workers.append(_spawn("worker", database_url, tmp_path / "worker1.log", **env))
+        await started(1, within_s=30)
+        signalled = time.monotonic()
+        code = await _terminate(workers[0], within_s=10)
+        assert 0 == code, _events(tmp_path / "worker1.log")[-3000:]
+        assert time.monotonic() - signalled < 1 + 5, "the grace and a bit"
+
+        workers.append(_spawn("worker", database_url, tmp_path / "worker2.log", **env))
+        await started(2, within_s=15)
+        assert 0 == await _outcomes(pool, run_id), "no outcome for the abandoned attempt"
+    finally:
+        codes = [await _terminate(process) for process in [*workers, server]]
+    assert [0] * len(codes) == codes
