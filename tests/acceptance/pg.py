@@ -9,6 +9,7 @@ system user, or the `pgserver` user that `pgserver` itself would use.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -70,6 +71,9 @@ class PrivatePostgres:
             shutil.chown(self.root, self.user)
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         self._options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        # Should the test session end without its teardown (an interrupt), still
+        # leave no server running and no files behind.
+        atexit.register(self.destroy)
         self.start()
 
     @property
@@ -119,6 +123,8 @@ class PrivatePostgres:
 
     def destroy(self) -> None:
         """Stop (if running) and delete every file."""
+        if not self.root.exists():
+            return
         if self.running():
             try:
                 self.stop()
