@@ -4,7 +4,11 @@ The first request with a key claims it (a row with no response yet), runs, and
 stores its response. A retry with the same body gets that response back and
 creates nothing; with another body it is a 409, and while the first is still
 being answered it is a 409 too (retry later). A 5xx is not kept: the key can be
-used again. Keys are per organisation and expire after 24 hours.
+used again. Keys are per organisation and expire after 24 hours. A claim never
+answered for a minute (its process died, or the database went away before the
+response was stored) is taken over by the next request with that key; in the
+rare case where the first request had committed its work before dying, that
+work is done a second time.
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ from service.middleware import Handler, principal
 HEADER = "Idempotency-Key"
 _MAX_KEY_LENGTH = 255
 
-# Claim the key, or take over one that expired.
-_CLAIM = """
+# Claim the key, or take over one that expired, or one whose first request was
+# abandoned: claimed long ago (ABANDONED_AFTER) and never answered, because its
+# process died or the database went away before the response could be stored.
+ABANDONED_AFTER_S = 60
+_CLAIM = f"""
 INSERT INTO idempotency_keys (organisation_id, key, request_hash)
 VALUES ($1, $2, $3)
 ON CONFLICT (organisation_id, key) DO UPDATE
    SET request_hash = EXCLUDED.request_hash, status = NULL, response = NULL, created_at = now()
  WHERE idempotency_keys.created_at < now() - interval '24 hours'
+    OR (idempotency_keys.status IS NULL
+        AND idempotency_keys.created_at < now() - interval '{ABANDONED_AFTER_S} seconds')
 RETURNING key
 """
 

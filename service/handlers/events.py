@@ -152,7 +152,13 @@ async def _stream(request: web.Request, pool: asyncpg.Pool, stream_id: str) -> w
         # released by the block; cancellation must still propagate.
         log.info("event_stream_cancelled", stream_id=stream_id, last_version=last)
         raise
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except (
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.InternalClientError,
+    ) as error:
+        # The database went away (or a pooled connection broke under a restart).
         # The headers are sent: an error response is impossible, so end the
         # stream; the client reconnects with Last-Event-ID and loses nothing.
         log.warning("event_stream_failed", stream_id=stream_id, error=str(error))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from service.handlers.common import POOL
+from service.keys import hash_key
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 
 RUNS = "/v1/workflows/tests/runs"
@@ -108,3 +110,35 @@ async def test_a_key_expires_after_a_day(client: ApiClient) -> None:
     assert 201 == status
     assert "Idempotent-Replayed" not in headers
     assert 2 == await _count(client, "workflows")
+
+
+async def test_a_claim_never_answered_is_taken_over_after_a_minute(client: ApiClient) -> None:
+    """A key whose first request died before its response was stored is not stuck for a day.
+
+    While the claim is fresh a retry is told to wait (409); once it is older
+    than a minute the retry runs the request.
+    """
+    pool = client.http.server.app[POOL]
+    organisation_id = await pool.fetchval(
+        "SELECT organisation_id FROM api_keys WHERE key_hash = $1", hash_key(API_KEY)
+    )
+    body = b'{"name":"x"}'
+    digest = hashlib.sha256(b"/v1/workflows\n" + body).digest()
+    await pool.execute(
+        "INSERT INTO idempotency_keys (organisation_id, key, request_hash) VALUES ($1, $2, $3)",
+        organisation_id,
+        "k-dead",
+        digest,
+    )
+    headers = {"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "k-dead"}
+    headers["Content-Type"] = "application/json"
+    waiting = await client.http.post("/v1/workflows", data=body, headers=headers)
+    assert 409 == waiting.status
+    assert "idempotency_key_in_use" == (await waiting.json())["detail"]["code"]
+    await pool.execute("UPDATE idempotency_keys SET created_at = now() - interval '61 seconds'")
+    taken = await client.http.post("/v1/workflows", data=body, headers=headers)
+    assert 201 == taken.status
+    replayed = await client.http.post("/v1/workflows", data=body, headers=headers)
+    assert "true" == replayed.headers.get("Idempotent-Replayed")
+    assert (await taken.json())["id"] == (await replayed.json())["id"]
+    assert 1 == await _count(client, "workflows")
