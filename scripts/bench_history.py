@@ -4,8 +4,10 @@ Runs are made of the events the service writes (`run.created` with its test
 snapshots, `test.started`, an outcome per test, `run.completed`), built with the
 event types and encoded by the store's codec, then COPYed (binary) straight into
 `events` in transactions of a few thousand events, several runs interleaved as
-concurrent runs interleave. `streams` is filled in afterwards. The read models
-are left empty: the rebuild makes them.
+concurrent runs interleave. Runs re-run the saved tests of a few workflows, as
+in life (what is per saved test, like the latest-run summaries, stays as small
+as the registry). `streams` is filled in afterwards. The read models are left
+empty: the rebuild makes them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from events.types import (
 
 # Tests per run, cycled: most runs are small, a few are large.
 SIZES = (1, 3, 5, 10, 10, 20, 20, 50, 100)
+# Runs re-run saved tests: each run is of one of these workflows, and runs its
+# first saved tests (a workflow has max(SIZES)); the long runs have their own.
+WORKFLOWS = 50
 INTERLEAVED = 8  # runs written at the same time
 COPY_EVENTS = 5_000  # events per COPY transaction
 _COLUMNS = (
@@ -65,11 +70,13 @@ class History:
     run_sizes: dict[str, int] = field(default_factory=dict)
 
 
-def _run_events(run_id: str, tests: int, at: datetime, rng: random.Random) -> list[list[Any]]:
-    """One completed run's events, in the batches the runner appends them."""
+def _run_events(
+    run_id: str, workflow: str, tests: int, at: datetime, rng: random.Random
+) -> list[list[Any]]:
+    """One completed run of a workflow's first `tests` saved tests, in the runner's batches."""
     snapshots = []
     for index in range(tests):
-        test_id = f"wfnodetest_{run_id[-12:]}{index:05d}"
+        test_id = f"wfnodetest_{workflow}_{index:05d}"
         block_config = {"entrypoint": "tests.run_functions:noop", "timeout_s": 30}
         handle_inputs = {"in": {"type": "json", "data": {"invoice": index, "total": 12.5}}}
         assertion = {
@@ -99,7 +106,7 @@ def _run_events(run_id: str, tests: int, at: datetime, rng: random.Random) -> li
     created = RunCreated(
         run_id=run_id,
         organisation_id=_ORGANISATION,
-        workflow_id="wf_bench",
+        workflow_id=f"wf_{workflow}",
         workflow_version_id="wfv_bench",
         workflow_draft_fingerprint=_fingerprint("draft"),
         trigger=Trigger(type="api"),
@@ -204,15 +211,16 @@ async def build(conn: asyncpg.Connection, events: int, big_run_tests: int) -> Hi
     big = f"wftestrun_big{uuid.uuid4().hex[:12]}"
     small = f"wftestrun_sml{uuid.uuid4().hex[:12]}"
     sizes = iter(SIZES * (events // 10 + 1))
-    specials = [(big, big_run_tests), (small, max(1, big_run_tests // 10))]
+    specials = [(big, "long", big_run_tests), (small, "tenth", max(1, big_run_tests // 10))]
     while history.events < events or specials:
         group = []
         for _ in range(INTERLEAVED):
             if specials and (history.runs % 97 == 50 or history.events >= events):
-                run_id, tests = specials.pop(0)
+                run_id, workflow, tests = specials.pop(0)
             else:
                 run_id, tests = f"wftestrun_{uuid.uuid4().hex[:20]}", next(sizes)
-            rows = _run_events(run_id, tests, at, rng)
+                workflow = f"w{history.runs % WORKFLOWS:03d}"
+            rows = _run_events(run_id, workflow, tests, at, rng)
             at += timedelta(milliseconds=50)
             history.events += len(rows)
             history.runs += 1

@@ -53,8 +53,8 @@ def test_wrk_output_is_read_with_its_units() -> None:
 async def test_bench_history_is_completed_runs_that_rebuild(pool: asyncpg.Pool) -> None:
     """Every generated stream folds into a completed run; the long runs have their sizes."""
     async with pool.acquire() as conn:
-        history = await bench_history.build(conn, 2_000, 30)
-    assert history.events >= 2_000
+        history = await bench_history.build(conn, 6_000, 30)
+    assert history.events >= 6_000
     assert history.events == await pool.fetchval("SELECT count(*) FROM events")
     assert history.runs == await pool.fetchval("SELECT count(*) FROM streams")
     # run.created, a start and an outcome per test, run.completed.
@@ -71,6 +71,12 @@ async def test_bench_history_is_completed_runs_that_rebuild(pool: asyncpg.Pool) 
     assert history.events == report.events
     statuses = await pool.fetch("SELECT status, count(*) AS n FROM test_runs GROUP BY status")
     assert [("completed", history.runs)] == [(row["status"], row["n"]) for row in statuses]
+    # Runs re-run the same saved tests, as in life.
+    saved, results = await pool.fetchrow(
+        "SELECT count(DISTINCT test_id), count(*) FROM test_results"
+    )
+    assert saved < results
+    assert saved <= bench_history.WORKFLOWS * max(bench_history.SIZES) + 30 + 3
 
 
 def _free_port() -> int:
