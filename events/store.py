@@ -95,6 +95,13 @@ SELECT {_COLUMNS} FROM events
  ORDER BY version
 """
 
+_READ_STREAM_PAGE = f"""
+SELECT {_COLUMNS} FROM events
+ WHERE stream_id = $1 AND version >= $2
+ ORDER BY version
+ LIMIT $3
+"""
+
 # Commit order. An identity value is drawn when a row is inserted but becomes
 # visible when its transaction commits, so positions commit out of order: a
 # reader that only remembers "the highest position seen" skips, forever, a
@@ -277,6 +284,20 @@ class EventStore:
     ) -> list[RecordedEvent]:
         """The events of one stream with `version >= from_version`, in version order."""
         return await fetch_stream(conn or self.pool, stream_id, from_version)
+
+    async def iterate_stream(
+        self, stream_id: str, from_version: int = 0, page_size: int = 1000
+    ) -> AsyncGenerator[RecordedEvent, None]:
+        """The events of one stream with `version >= from_version`, page by page.
+
+        For streams too long to hold at once (audits): memory stays one page.
+        """
+        while page := await self.pool.fetch(_READ_STREAM_PAGE, stream_id, from_version, page_size):
+            for row in page:
+                yield row_to_event(row)
+            if len(page) < page_size:
+                return
+            from_version = page[-1][1] + 1
 
     async def read_all(
         self,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
 
 from events.types import RecordedEvent
 from projections.fold import step
@@ -19,16 +19,25 @@ class ReplayStep:
     changed: list[WorkflowTestResult]
 
 
-def replay(
-    events: Sequence[RecordedEvent],
-) -> tuple[list[ReplayStep], dict[str, WorkflowTestResult]]:
-    """Fold a stream step by step; return each step and the final results."""
+@dataclass
+class Replay:
+    """Folds a stream one event at a time; holds only the current state.
+
+    Memory is the run and its results (what the fold needs), never the history:
+    a stream of any length replays in the same space.
+    """
+
     run: WorkflowTestRun | None = None
-    results: dict[str, WorkflowTestResult] = {}
-    steps: list[ReplayStep] = []
-    for event in events:
-        run, touched = step(run, results, event)
-        for result in touched:
-            results[result.id] = result
-        steps.append(ReplayStep(event=event, run=run, changed=touched))
-    return steps, results
+    results: dict[str, WorkflowTestResult] = field(default_factory=dict)
+    version: int = 0
+    events: int = 0
+
+    async def steps(self, events: AsyncIterable[RecordedEvent]) -> AsyncIterator[ReplayStep]:
+        """Each event with the run's state after it, as the events arrive."""
+        async for event in events:
+            run, touched = step(self.run, self.results, event)
+            for result in touched:
+                self.results[result.id] = result
+            self.run, self.version = run, event.version
+            self.events += 1
+            yield ReplayStep(event=event, run=run, changed=touched)

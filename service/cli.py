@@ -9,9 +9,10 @@ import msgspec
 from tqdm import tqdm
 
 from events.store import EventStore
+from events.types import EVENT_TYPES
 from projections import asynchronous, readmodel
 from projections.rebuild import RebuildReport, VerificationError, rebuild
-from projections.replay import ReplayStep, replay
+from projections.replay import Replay, ReplayStep
 from projections.resources import WorkflowTestRun
 from service import db
 
@@ -25,14 +26,37 @@ def _counts(run: WorkflowTestRun) -> str:
     )
 
 
-def _table(steps: list[ReplayStep]) -> str:
-    header = ("ver", "type", "occurred_at", "run status", "counts", "result")
-    rows: list[tuple[str, ...]] = [header]
-    for s in steps:
+class _Table:
+    """The replay table, printed a row at a time (column widths known up front)."""
+
+    HEADER = ("ver", "type", "occurred_at", "run status", "counts", "result")
+
+    def __init__(self, last_version: int) -> None:
+        digits = len(str(last_version))
+        self.widths = (
+            max(digits, 3),
+            max(len(tag) for tag in EVENT_TYPES),
+            len("2026-01-01T00:00:00.000+00:00"),
+            len("run status"),
+            7 * (1 + digits) + 6,  # q.. r.. p.. f.. b.. e.. c..: each count <= the events
+            0,
+        )
+
+    def line(self, cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, self.widths, strict=True)).rstrip()
+
+    def head(self) -> str:
+        return (
+            self.line(self.HEADER)
+            + "\n"
+            + self.line((*("-" * w for w in self.widths[:-1]), "------"))
+        )
+
+    def row(self, s: ReplayStep) -> str:
         changed = ", ".join(f"{r.id}:{r.lifecycle.__struct_config__.tag}" for r in s.changed[:3])
         if len(s.changed) > 3:
             changed += f" (+{len(s.changed) - 3})"
-        rows.append(
+        return self.line(
             (
                 str(s.event.version),
                 s.event.type,
@@ -42,10 +66,6 @@ def _table(steps: list[ReplayStep]) -> str:
                 changed,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def _json_line(s: ReplayStep) -> bytes:
@@ -65,21 +85,28 @@ def _json_line(s: ReplayStep) -> bytes:
 
 
 async def replay_run(dsn: str, run_id: str, *, as_json: bool, verify: bool) -> int:
-    """Print a run's events and the state after each; with verify, compare the read model."""
+    """Print a run's events and the state after each; with verify, compare the read model.
+
+    Streams: the events are read a page at a time and each step is printed at
+    once, so memory is the run's current state, whatever the stream's length.
+    """
     pool = await db.create_pool(dsn, min_size=1, max_size=2)
     try:
-        events = await EventStore(pool).read_stream(f"run-{run_id}")
-        if not events:
+        store = EventStore(pool)
+        last_version = await store.stream_version(f"run-{run_id}")
+        if last_version == 0:
             print(f"run not found: {run_id}", file=sys.stderr)
             return 2
-        steps, results = replay(events)
-        if as_json:
-            out = sys.stdout.buffer
-            for s in steps:
-                out.write(_json_line(s) + b"\n")
-            out.flush()
-        else:
-            print(_table(steps))
+        replayed = Replay()
+        out = sys.stdout.buffer
+        table = _Table(last_version)
+        if not as_json:
+            out.write(table.head().encode() + b"\n")
+        async for s in replayed.steps(store.iterate_stream(f"run-{run_id}")):
+            out.write(_json_line(s) if as_json else table.row(s).encode())
+            out.write(b"\n")
+        out.flush()
+        events, results = replayed.events, replayed.results
         if not verify:
             return 0
         async with pool.acquire() as conn:
@@ -89,11 +116,11 @@ async def replay_run(dsn: str, run_id: str, *, as_json: bool, verify: bool) -> i
             problems.append("no stored read model row")
         else:
             _, view = stored
-            if view.version != events[-1].version:
+            if view.version != replayed.version:
                 problems.append(
-                    f"run row reflects version {view.version}, stream is at {events[-1].version}"
+                    f"run row reflects version {view.version}, stream is at {replayed.version}"
                 )
-            if view.run != steps[-1].run:
+            if view.run != replayed.run:
                 problems.append("run resource differs from the fold")
             problems.extend(
                 f"result {rid} differs from the fold"
@@ -104,7 +131,7 @@ async def replay_run(dsn: str, run_id: str, *, as_json: bool, verify: bool) -> i
             print(f"verify: {problem}", file=sys.stderr)
         if problems:
             return 1
-        print(f"verify: read model matches the fold of {len(events)} events", file=sys.stderr)
+        print(f"verify: read model matches the fold of {events} events", file=sys.stderr)
         return 0
     finally:
         await pool.close()
