@@ -171,8 +171,23 @@ def row_to_event(row: asyncpg.Record) -> RecordedEvent:
         occurred_at=occurred_at,
         recorded_at=recorded_at,
         event=codec.decode(event_type, schema_version, data),
-        metadata=_NO_METADATA if metadata == b"{}" else _metadata_decoder.decode(metadata),
+        metadata=_metadata(metadata),
     )
+
+
+_seen_metadata: dict[bytes, Metadata] = {}
+
+
+def _metadata(raw: bytes) -> Metadata:
+    """Decoded metadata; the same bytes (a request's, a runner's) decode once."""
+    if raw == b"{}":
+        return _NO_METADATA
+    found = _seen_metadata.get(raw)
+    if found is None:
+        if len(_seen_metadata) >= 4096:
+            _seen_metadata.clear()
+        found = _seen_metadata[raw] = _metadata_decoder.decode(raw)
+    return found
 
 
 def checkpoint_of(event: RecordedEvent) -> Checkpoint:

@@ -284,14 +284,18 @@ async def append_once(admin: str, per_transaction: int, total: int) -> dict[str,
         try:
 
             async def ours(writer: int) -> None:
+                # The reference's pattern: a connection per writer, each append its
+                # own transaction; plus the wake-up each append sends after commit.
                 version = 0
-                for _ in range(each):
-                    events = [
-                        NewEvent(event=TestStarted(result_id="r", test_id="t", worker="bench"))
-                        for _ in range(per_transaction)
-                    ]
-                    await store.append(f"run-w{writer}", events, version)
-                    version += per_transaction
+                async with pool.acquire() as conn:
+                    for _ in range(each):
+                        events = [
+                            NewEvent(event=TestStarted(result_id="r", test_id="t", worker="bench"))
+                            for _ in range(per_transaction)
+                        ]
+                        await store.append(f"run-w{writer}", events, version, conn=conn)
+                        store.announce(f"run-w{writer}")
+                        version += per_transaction
 
             async def reference(writer: int) -> None:
                 version = 0
@@ -348,8 +352,11 @@ async def read_once(admin: str, reads: int) -> dict[str, float]:
             each = reads // WRITERS
 
             async def ours(reader: int) -> None:
-                for _ in range(each):
-                    assert len(await store.read_stream(f"run-r{reader}")) == 10  # noqa: S101
+                # The reference's pattern: a connection per reader.
+                async with pool.acquire() as conn:
+                    for _ in range(each):
+                        events = await store.read_stream(f"run-r{reader}", conn=conn)
+                        assert len(events) == 10  # noqa: S101
 
             async def reference(reader: int) -> None:
                 sql = (
@@ -462,8 +469,9 @@ class Histories:
 
 
 async def scan_once(histories: Histories, events: int) -> dict[str, float]:
-    """Every event in commit order: read_all decoded, and a plain keyset scan, events/s."""
-    from events.store import ORIGIN, EventStore, checkpoint_of  # noqa: PLC0415
+    """Every event in commit order: iterate_all (read_all's pages) decoded, and a plain
+    keyset scan in pages of 1,000, events/s."""
+    from events.store import ORIGIN, EventStore  # noqa: PLC0415
     from service.db import create_pool  # noqa: PLC0415
 
     database, history = await histories.with_minimal(events)
@@ -486,10 +494,9 @@ async def scan_once(histories: Histories, events: int) -> dict[str, float]:
                 last = rows[-1]["global_position"]
         timings["reference"] = seen / (time.perf_counter() - started)
         started = time.perf_counter()
-        after, seen = ORIGIN, 0
-        while page := await store.read_all(after, 1000):
-            seen += len(page)
-            after = checkpoint_of(page[-1])
+        seen = 0
+        async for _ in store.iterate_all(ORIGIN, 1000):  # read_all page by page, read ahead
+            seen += 1
         timings["ours"] = seen / (time.perf_counter() - started)
         if seen != history.events:
             msg = f"read_all returned {seen} of {history.events} events"
