@@ -650,7 +650,9 @@ async def _one_completed_run(admin: str, database: Database) -> str:
     raise RuntimeError(msg)
 
 
-def _start_minimal(port: int, body: Path, content_type: str) -> subprocess.Popen[bytes]:
+def _start_minimal(
+    port: int, body: Path, content_type: str, dsn: str | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -659,6 +661,7 @@ def _start_minimal(port: int, body: Path, content_type: str) -> subprocess.Popen
             str(port),
             str(body),
             content_type,
+            *([dsn] if dsn else []),
         ]
     )
 
@@ -668,11 +671,13 @@ async def http_once(admin: str, seconds: float) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {KEY}"}
     async with Database(admin) as database:
         run_id = await _one_completed_run(admin, database)
-        port, minimal_port = _free_port(), _free_port()
+        port, minimal_port, floor_port = _free_port(), _free_port(), _free_port()
         server = _start_server(database.dsn, port, {"RUNNER_ENABLED": "false"})
         minimal: subprocess.Popen[bytes] | None = None
+        floor: subprocess.Popen[bytes] | None = None
         url = f"http://127.0.0.1:{port}/v1/workflows/tests/runs/{run_id}"
         reference_url = f"http://127.0.0.1:{minimal_port}/ref"
+        floor_url = f"http://127.0.0.1:{floor_port}/ref"
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 async with aiohttp.ClientSession(headers=headers) as session:
@@ -682,22 +687,30 @@ async def http_once(admin: str, seconds: float) -> dict[str, float]:
                         content_type = response.headers["Content-Type"]
                     (Path(tmp) / "body").write_bytes(body)
                     minimal = _start_minimal(minimal_port, Path(tmp) / "body", content_type)
-                    deadline = time.monotonic() + 30
-                    while True:
-                        try:
-                            async with session.get(reference_url) as response:
-                                same = await response.read() == body
-                                same = same and response.headers["Content-Type"] == content_type
-                                break
-                        except aiohttp.ClientError:
-                            if time.monotonic() > deadline:
-                                raise
-                            await asyncio.sleep(0.1)
-                    if not same:
-                        msg = "the minimal handler does not return the same response"
-                        raise RuntimeError(msg)
+                    floor = _start_minimal(
+                        floor_port, Path(tmp) / "body", content_type, database.dsn
+                    )
+                    for target in (reference_url, floor_url):
+                        deadline = time.monotonic() + 30
+                        while True:
+                            try:
+                                async with session.get(target) as response:
+                                    same = await response.read() == body
+                                    same = same and response.headers["Content-Type"] == content_type
+                                    break
+                            except aiohttp.ClientError:
+                                if time.monotonic() > deadline:
+                                    raise
+                                await asyncio.sleep(0.1)
+                        if not same:
+                            msg = "the minimal handler does not return the same response"
+                            raise RuntimeError(msg)
                 sample: dict[str, float] = {"body_bytes": len(body)}
-                for name, target in (("reference", reference_url), ("ours", url)):
+                for name, target in (
+                    ("reference", reference_url),
+                    ("floor", floor_url),
+                    ("ours", url),
+                ):
                     await asyncio.to_thread(bench_http.measure, target, 1, 32, headers)  # warm-up
                     result = await asyncio.to_thread(
                         bench_http.measure, target, seconds, 32, headers
@@ -710,7 +723,7 @@ async def http_once(admin: str, seconds: float) -> dict[str, float]:
                     sample[f"{name}_p99_ms"] = result["p99_ms"]
                     sample["wrk"] = result["wrk"]
             finally:
-                for process in (server, minimal):
+                for process in (server, minimal, floor):
                     if process is not None:
                         process.send_signal(signal.SIGTERM)
                         process.wait(timeout=60)
@@ -853,6 +866,16 @@ def _rows(
                 _summary(_column(samples, "ours")),
                 _summary(_column(samples, "reference")) + " (minimal aiohttp handler)",
                 f"{_ratio(samples, 'ours', 'reference'):.2f}x (goal ≥ 0.5x)",
+            )
+        )
+        rows.append(
+            (
+                "http: the floor, the same minimal handler plus one `SELECT 1` through an"
+                " asyncpg pool (requests/s)",
+                _summary(_column(samples, "floor")),
+                _summary(_column(samples, "reference")) + " (minimal aiohttp handler)",
+                f"{_ratio(samples, 'floor', 'reference'):.2f}x (ours: "
+                f"{_ratio(samples, 'ours', 'floor'):.2f}x the floor)",
             )
         )
         for quantile in ("p50", "p99"):

@@ -38,17 +38,28 @@ def _uvloop_run(main: Any) -> Any:
     return uvloop.run(main)
 
 
-def minimal(port: int, body_file: str, content_type: str) -> None:
-    """Serve the same bytes as the real GET, with no database: the reference."""
+def minimal(port: int, body_file: str, content_type: str, dsn: str | None = None) -> None:
+    """Serve the same bytes as the real GET, with no database: the reference.
+
+    With `dsn`, each request first runs `SELECT 1` through an asyncpg pool of
+    the service's size: the floor of any handler that asks PostgreSQL anything.
+    """
     body = Path(body_file).read_bytes()
+    pools: list[Any] = []
 
     async def handler(_: web.Request) -> web.Response:
+        if pools:
+            await pools[0].fetchval("SELECT 1")
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     app = web.Application()
     app.router.add_get("/ref", handler)
 
     async def serve() -> None:
+        if dsn is not None:
+            import asyncpg  # noqa: PLC0415
+
+            pools.append(await asyncpg.create_pool(dsn, min_size=10, max_size=10))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -154,7 +165,7 @@ def measure(
 
 if __name__ == "__main__":
     if sys.argv[1] == "minimal":
-        minimal(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+        minimal(int(sys.argv[2]), sys.argv[3], sys.argv[4], *sys.argv[5:6])
     elif sys.argv[1] == "load":
         sent: dict[str, str] = {}
         for header in sys.argv[5:]:
