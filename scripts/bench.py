@@ -38,7 +38,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -58,28 +56,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_history
 import bench_http
 import bench_peer
+import scratch
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "rtk_bench_" + uuid.uuid4().hex
 
 
-def _with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-
-
 async def _admin_dsn() -> str:
-    explicit = os.environ.get("DATABASE_URL")
-    if explicit:
-        return explicit
-    local = "postgresql://postgres@127.0.0.1:5432/postgres"
-    try:
-        conn = await asyncpg.connect(local, timeout=3)
-        await conn.close()
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        from service.db import start_embedded  # noqa: PLC0415
-
-        return start_embedded(ROOT / ".data" / "bench-postgres")
-    return local
+    return await scratch.admin_dsn("bench-postgres")
 
 
 class Database:
@@ -88,32 +72,14 @@ class Database:
     def __init__(self, admin: str) -> None:
         self.admin = admin
         self.name = f"bench_{uuid.uuid4().hex[:10]}"
-        self.dsn = _with_database(admin, self.name)
+        self.dsn = scratch.with_database(admin, self.name)
 
     async def __aenter__(self) -> Database:
-        conn = await asyncpg.connect(self.admin)
-        try:
-            await conn.execute(f'CREATE DATABASE "{self.name}"')
-        finally:
-            await conn.close()
-        from service import db  # noqa: PLC0415
-
-        await db.migrate(self.dsn)
+        await scratch.create_database(self.admin, self.name)
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        conn = await asyncpg.connect(self.admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+        await scratch.drop_database(self.admin, self.name)
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -207,7 +173,7 @@ async def execution_once(admin: str, tests: int) -> dict[str, float]:
     """One run of `tests` no-op function tests; tests/s and the server's peak RSS."""
     async with Database(admin) as database:
         workflow_id = await _seed_tests(database.dsn, tests)
-        port = _free_port()
+        port = scratch.free_port()
         server = _start_server(database.dsn, port, {})  # the default runner settings
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {KEY}"}
@@ -626,7 +592,7 @@ async def memory_once(histories: Histories, events: int) -> dict[str, float]:
 async def _one_completed_run(admin: str, database: Database) -> str:
     """A run of 10 no-op function tests, executed by a real server; returns its id."""
     workflow_id = await _seed_tests(database.dsn, 10)
-    port = _free_port()
+    port = scratch.free_port()
     server = _start_server(database.dsn, port, {})
     base = f"http://127.0.0.1:{port}"
     try:
@@ -671,7 +637,7 @@ async def http_once(admin: str, seconds: float) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {KEY}"}
     async with Database(admin) as database:
         run_id = await _one_completed_run(admin, database)
-        port, minimal_port, floor_port = _free_port(), _free_port(), _free_port()
+        port, minimal_port, floor_port = (scratch.free_port() for _ in range(3))
         server = _start_server(database.dsn, port, {"RUNNER_ENABLED": "false"})
         minimal: subprocess.Popen[bytes] | None = None
         floor: subprocess.Popen[bytes] | None = None

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,10 +44,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import scratch
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = "/v1/workflows/tests/runs"
@@ -373,54 +372,6 @@ async def _wait_healthy(
     raise SetupError(msg)
 
 
-def _with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-
-
-async def _admin_dsn() -> str:
-    """Where to create the database: DATABASE_URL, TEST_DATABASE_URL, local, or embedded."""
-    explicit = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if explicit:
-        return explicit
-    local = "postgresql://postgres@127.0.0.1:5432/postgres"
-    try:
-        conn = await asyncpg.connect(local, timeout=3)
-        await conn.close()
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        from service.db import start_embedded  # noqa: PLC0415
-
-        return start_embedded(ROOT / ".data" / "load-postgres")
-    return local
-
-
-async def _create_database(admin: str, name: str) -> str:
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    dsn = _with_database(admin, name)
-    from service import db  # noqa: PLC0415
-
-    await db.migrate(dsn)
-    return dsn
-
-
-async def _drop_database(admin: str, name: str) -> None:
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _die_with_parent() -> None:
     """In the child: SIGTERM when this script dies, even by SIGKILL (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -434,7 +385,7 @@ def _server(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`python -m service serve` on a free port (and `workers` workers, which then run every
     test); yields its base URL; stops each process by its pid."""
-    port = _free_port()
+    port = scratch.free_port()
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -482,11 +433,11 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
 
 def _own_server(args: argparse.Namespace) -> dict[str, Any]:
     """A fresh database and a server on it for the load; both gone afterwards."""
-    admin = asyncio.run(_admin_dsn())
+    admin = asyncio.run(scratch.admin_dsn("load-postgres"))
     name = f"load_{uuid.uuid4().hex[:10]}"
     key = "rtk_load_" + uuid.uuid4().hex
     try:
-        dsn = asyncio.run(_create_database(admin, name))
+        dsn = asyncio.run(scratch.create_database(admin, name))
         with tempfile.TemporaryDirectory(prefix="load-") as folder:
             log = Path(folder) / "server.log"
             try:
@@ -498,7 +449,7 @@ def _own_server(args: argparse.Namespace) -> dict[str, Any]:
                     print("the server's last log lines:", *tail, sep="\n", file=sys.stderr)
                 raise
     finally:
-        asyncio.run(_drop_database(admin, name))
+        asyncio.run(scratch.drop_database(admin, name))
     summary["database"] = name
     return summary
 
