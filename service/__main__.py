@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(work(config))
         return 0
     if args.command == "migrate":
-        asyncio.run(db.migrate(resolve_dsn(config)))
+        _run(db.migrate(resolve_dsn(config)))
         return 0
     from service import cli  # noqa: PLC0415  (the audit commands load only when used)
 
@@ -272,14 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "projections":
         return _run(cli.projections_status(resolve_dsn(config)))
     if args.command == "replay-run":
-        return asyncio.run(
+        return _run(
             cli.replay_run(resolve_dsn(config), args.run_id, as_json=args.json, verify=args.verify)
         )
     if args.command in ("repair-after-restore", "export-events"):
         from service import audit  # noqa: PLC0415  (loads only when used)
 
         if args.command == "repair-after-restore":
-            return asyncio.run(
+            return _run(
                 audit.repair_after_restore(resolve_dsn(config), burn=not args.no_burn)
             )
         try:
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             until = audit.parse_time(args.until) if args.until else None
         except ValueError as error:
             parser.error(str(error))
-        return asyncio.run(
+        return _run(
             audit.export_events(
                 resolve_dsn(config),
                 run_id=args.run_id,
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 until=until,
             )
         )
-    return asyncio.run(
+    return _run(
         cli.rebuild_projections(
             resolve_dsn(config),
             verify=args.verify,
