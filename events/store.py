@@ -79,6 +79,30 @@ WITH s AS (
 )"""
     + _EVENT_ROWS
 )
+_ONE_EVENT_ROW = """
+INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,
+                    occurred_at)
+SELECT $1, s.base + 1, $3, $4, $5, $6, $7, $8 FROM s
+RETURNING global_position, version
+"""
+_FAST_APPEND_ONE = (
+    """
+WITH s AS (
+    UPDATE streams SET version = version + 1
+     WHERE stream_id = $1 AND version = $2::bigint
+    RETURNING $2::bigint AS base
+)"""
+    + _ONE_EVENT_ROW
+)
+_FAST_CREATE_ONE = (
+    """
+WITH s AS (
+    INSERT INTO streams (stream_id, version) VALUES ($1, 1)
+        ON CONFLICT (stream_id) DO NOTHING
+    RETURNING $2::bigint AS base
+)"""
+    + _ONE_EVENT_ROW
+)
 _NOTIFY = """
 SELECT set_config('synchronous_commit', 'off', true), count(pg_notify('events', stream_id))
   FROM unnest($1::text[]) AS stream_id
@@ -247,18 +271,17 @@ class EventStore:
         if not events:
             msg = "append needs at least one event"
             raise ValueError(msg)
-        args = _append_args(stream_id, events, expected_version)
         if conn is not None:
-            return await self._append(conn, stream_id, expected_version, args)
+            return await self._append(conn, stream_id, expected_version, events)
         async with self.pool.acquire() as own:
             try:
-                positions = await self._append(own, stream_id, expected_version, args)
+                positions = await self._append(own, stream_id, expected_version, events)
             except ConcurrencyError:
                 # A concurrent append of these very events may have won the
                 # race: the retry answers their positions, or fails again.
                 if not await _any_stored(own, events):
                     raise
-                positions = await self._append(own, stream_id, expected_version, args, fast=False)
+                positions = await self._append(own, stream_id, expected_version, events, fast=False)
         self.notifier.wake((stream_id,))
         return positions
 
@@ -267,18 +290,26 @@ class EventStore:
         conn: asyncpg.Connection,
         stream_id: str,
         expected_version: int | None,
-        args: tuple[Any, ...],
+        events: Sequence[NewEvent],
         *,
         fast: bool = True,
     ) -> list[int]:
         try:
             rows = []
             if fast and expected_version is not None:
-                rows = await conn.fetch(
-                    _FAST_CREATE if expected_version == 0 else _FAST_APPEND, *args
-                )
+                if len(events) == 1:
+                    # One event: scalar parameters, no arrays to encode and unnest.
+                    single = _FAST_CREATE_ONE if expected_version == 0 else _FAST_APPEND_ONE
+                    rows = await conn.fetch(
+                        single, *_one_args(stream_id, events[0], expected_version)
+                    )
+                else:
+                    many = _FAST_CREATE if expected_version == 0 else _FAST_APPEND
+                    rows = await conn.fetch(
+                        many, *_append_args(stream_id, events, expected_version)
+                    )
             if not rows:
-                rows = await conn.fetch(_APPEND, *args)
+                rows = await conn.fetch(_APPEND, *_append_args(stream_id, events, expected_version))
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name in ("events_stream_version_key", "events_event_id_key"):
                 raise ConcurrencyError(stream_id, expected_version, str(error)) from error
@@ -442,6 +473,20 @@ def _append_args(
         data,
         [_metadata_encoder.encode(new.metadata) for new in events],
         [new.occurred_at for new in events],
+    )
+
+
+def _one_args(stream_id: str, new: NewEvent, expected_version: int) -> tuple[Any, ...]:
+    event_type, schema_version, payload = codec.encode(new.event)
+    return (
+        stream_id,
+        expected_version,
+        event_type,
+        schema_version,
+        payload,
+        _metadata_encoder.encode(new.metadata),
+        new.event_id,
+        new.occurred_at,
     )
 
 
