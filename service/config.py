@@ -29,7 +29,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1024 * 1024
     runner_enabled: bool = True
     runner_concurrency: int = 512
-    runner_batch: int = 64
+    runner_batch: int = 128
     test_timeout_s: float = 60.0
     max_attempts: int = 3
     retry_backoff_s: float = 1.0
@@ -96,7 +96,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             max_body_bytes=integer("MAX_BODY_BYTES", 1024 * 1024),
             runner_enabled=flag("RUNNER_ENABLED", default=True),
             runner_concurrency=max(1, integer("RUNNER_CONCURRENCY", 512)),
-            runner_batch=max(1, integer("RUNNER_BATCH", 64)),
+            runner_batch=max(1, integer("RUNNER_BATCH", 128)),
             test_timeout_s=number("TEST_TIMEOUT_S", 60.0),
             max_attempts=max(1, integer("MAX_ATTEMPTS", 3)),
             retry_backoff_s=number("RETRY_BACKOFF_S", 1.0),
