@@ -982,4 +982,7 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    from service import logging as service_logging
+
+    service_logging.configure("console", "warning")  # stdout is the table
     sys.exit(asyncio.run(main()))
