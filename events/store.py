@@ -61,48 +61,35 @@ SELECT $1, s.base + i.ord, i.type, i.schema_version, i.data, i.metadata, i.event
           WITH ORDINALITY AS i(type, schema_version, data, metadata, event_id, occurred_at, ord)
 RETURNING global_position, version
 """
-_FAST_APPEND = (
-    """
-WITH s AS (
-    UPDATE streams SET version = version + cardinality($3::uuid[])
-     WHERE stream_id = $1 AND version = $2::bigint
-    RETURNING $2::bigint AS base
-)"""
-    + _EVENT_ROWS
-)
-_FAST_CREATE = (
-    """
-WITH s AS (
-    INSERT INTO streams (stream_id, version) VALUES ($1, cardinality($3::uuid[]))
-        ON CONFLICT (stream_id) DO NOTHING
-    RETURNING $2::bigint AS base
-)"""
-    + _EVENT_ROWS
-)
 _ONE_EVENT_ROW = """
 INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,
                     occurred_at)
 SELECT $1, s.base + 1, $3, $4, $5, $6, $7, $8 FROM s
 RETURNING global_position, version
 """
-_FAST_APPEND_ONE = (
-    """
+
+
+def _moving_the_stream(count: str) -> tuple[str, str]:
+    """The stream-row half of the fast path, `count` events on: (at version $2, new)."""
+    at_version = f"""
 WITH s AS (
-    UPDATE streams SET version = version + 1
+    UPDATE streams SET version = version + {count}
      WHERE stream_id = $1 AND version = $2::bigint
     RETURNING $2::bigint AS base
 )"""
-    + _ONE_EVENT_ROW
-)
-_FAST_CREATE_ONE = (
-    """
+    new_stream = f"""
 WITH s AS (
-    INSERT INTO streams (stream_id, version) VALUES ($1, 1)
+    INSERT INTO streams (stream_id, version) VALUES ($1, {count})
         ON CONFLICT (stream_id) DO NOTHING
     RETURNING $2::bigint AS base
 )"""
-    + _ONE_EVENT_ROW
+    return at_version, new_stream
+
+
+_FAST_APPEND, _FAST_CREATE = (
+    head + _EVENT_ROWS for head in _moving_the_stream("cardinality($3::uuid[])")
 )
+_FAST_APPEND_ONE, _FAST_CREATE_ONE = (head + _ONE_EVENT_ROW for head in _moving_the_stream("1"))
 _NOTIFY = """
 SELECT set_config('synchronous_commit', 'off', true), count(pg_notify('events', stream_id))
   FROM unnest($1::text[]) AS stream_id
@@ -119,12 +106,7 @@ SELECT {_COLUMNS} FROM events
  ORDER BY version
 """
 
-_READ_STREAM_PAGE = f"""
-SELECT {_COLUMNS} FROM events
- WHERE stream_id = $1 AND version >= $2
- ORDER BY version
- LIMIT $3
-"""
+_READ_STREAM_PAGE = _READ_STREAM + " LIMIT $3"
 
 # Commit order. An identity value is drawn when a row is inserted but becomes
 # visible when its transaction commits, so positions commit out of order: a

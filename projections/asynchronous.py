@@ -138,7 +138,7 @@ async def follow(
             conn = await connect()
         except Exception as error:  # never exit: PostgreSQL may be restarting
             failures += 1
-            log.warning("projection_leader_connect_failed", error=_describe(error))
+            log.warning("projection_leader_connect_failed", error=describe_error(error))
             await _sleep(stop, _backoff(standby_s, failures))
             continue
         try:
@@ -151,7 +151,7 @@ async def follow(
                 await _sleep(stop, standby_s)
         except Exception as error:  # the connection broke: stand by, then try again
             failures += 1
-            log.warning("projection_leader_lost", error=_describe(error))
+            log.warning("projection_leader_lost", error=describe_error(error))
             await _sleep(stop, _backoff(idle_s, failures))
         finally:
             with contextlib.suppress(Exception):
@@ -163,7 +163,8 @@ def _backoff(first_s: float, failures: int, most_s: float = 10.0) -> float:
     return float(min(most_s, first_s * 2 ** max(0, failures - 1)))
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
+    """`Type: message`, for a log line."""
     return f"{type(error).__name__}: {error}"
 
 
@@ -183,7 +184,9 @@ async def _lead(
             try:
                 busy = await catch_up(pool, projection) > 0 or busy
             except Exception as error:  # the database failed; the checkpoint did not move
-                log.warning("projection_failed", projection=projection.name, error=_describe(error))
+                log.warning(
+                    "projection_failed", projection=projection.name, error=describe_error(error)
+                )
         if busy:
             continue
         # Still the leader? (A closed connection means the lock is gone.)

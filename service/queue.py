@@ -32,12 +32,6 @@ UPDATE test_queue q
 RETURNING q.result_id, q.run_id, q.organisation_id, q.attempts, q.task
 """
 
-_RELEASE = """
-UPDATE test_queue
-   SET lease_owner = NULL, available_at = now() + make_interval(secs => $3)
- WHERE result_id = $1 AND lease_owner = $2
-"""
-
 _RELEASE_MANY = """
 UPDATE test_queue
    SET lease_owner = NULL, available_at = now() + make_interval(secs => $3)
@@ -79,7 +73,7 @@ async def claim(pool: asyncpg.Pool, worker: str, limit: int, lease_seconds: floa
 
 async def release(pool: asyncpg.Pool, claim: Claim, worker: str, delay_seconds: float) -> None:
     """Give a test back to the queue, claimable again after `delay_seconds` (a retry's backoff)."""
-    await pool.execute(_RELEASE, claim.result_id, worker, delay_seconds)
+    await release_many(pool, [claim.result_id], worker, delay_seconds)
 
 
 async def release_many(

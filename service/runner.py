@@ -34,6 +34,7 @@ from events.types import (
     TestPassed,
     TestSnapshot,
 )
+from projections.asynchronous import describe_error
 from projections.fold import RunView
 from projections.resources import TERMINAL
 from service import assertions, execution, executors, outbound, queue
@@ -184,7 +185,7 @@ class Runner:
                     log.warning("runner_listen_lost", worker=self.worker)
             except Exception as error:  # whatever it is, retry later
                 delay = backoff.next()
-                log.warning("runner_listen_failed", error=_describe(error), retry_in_s=delay)
+                log.warning("runner_listen_failed", error=describe_error(error), retry_in_s=delay)
                 await _first(stop.wait(), asyncio.sleep(delay))
             finally:
                 if conn is not None:
@@ -205,7 +206,9 @@ class Runner:
                     # PostgreSQL restarting, unreachable, or too slow: try again
                     # later, waiting longer each time, never spinning.
                     delay = backoff.next()
-                    log.warning("runner_claim_failed", error=_describe(error), retry_in_s=delay)
+                    log.warning(
+                        "runner_claim_failed", error=describe_error(error), retry_in_s=delay
+                    )
                     await _first(stop.wait(), asyncio.sleep(delay))
                     continue
                 if backoff.failures:
@@ -238,7 +241,7 @@ class Runner:
             except Exception as error:  # the runner never exits on an error
                 # Nothing of these claims runs here: hand them back at once, or,
                 # if even that fails, their leases run out and they are claimed again.
-                log.warning("runner_start_failed", run_id=run_id, error=_describe(error))
+                log.warning("runner_start_failed", run_id=run_id, error=describe_error(error))
                 self._known.pop(run_id, None)
                 execute = []
                 await self._give_back(run_claims, 0)
@@ -321,7 +324,7 @@ class Runner:
                 self.pool, [claim.result_id for claim in claims], self.worker, delay_s
             )
         except Exception as error:  # the leases run out instead
-            log.warning("runner_release_failed", tests=len(claims), error=_describe(error))
+            log.warning("runner_release_failed", tests=len(claims), error=describe_error(error))
             return False
         return True
 
@@ -352,7 +355,7 @@ class Runner:
                 # Keep them for the next flush; if this process dies, the leases
                 # run out. Recording again is safe: a decision on the run's
                 # current state drops an outcome that was committed already.
-                log.warning("runner_record_failed", run_id=run_id, error=_describe(result))
+                log.warning("runner_record_failed", run_id=run_id, error=describe_error(result))
                 self._outcomes[run_id].extend(outcomes)
                 recorded = False
                 continue
@@ -408,10 +411,6 @@ async def _first(*waits: Any, within_s: float | None = None) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def _elapsed_ms(started: float) -> int:
