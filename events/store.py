@@ -56,7 +56,7 @@ INSERT INTO events (stream_id, version, type, schema_version, data, metadata, ev
                     occurred_at)
 SELECT $1, s.base + i.ord, i.type, i.schema_version, i.data, i.metadata, i.event_id,
        i.occurred_at
-  FROM s, unnest($4::text[], $5::integer[], $6::jsonb[], $7::jsonb[], $3::uuid[],
+  FROM s, unnest($4::text[], $5::integer[], $6::json[], $7::json[], $3::uuid[],
                  $8::timestamptz[])
           WITH ORDINALITY AS i(type, schema_version, data, metadata, event_id, occurred_at, ord)
 RETURNING global_position, version
@@ -129,11 +129,16 @@ SELECT {_COLUMNS} FROM events
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
-    """Set up a connection for the store: `jsonb` travels as raw JSON bytes.
+    """Set up a connection for the store: `json` and `jsonb` travel as raw JSON bytes.
 
     Use it as the pool's `init` so msgspec decodes payloads without an
-    intermediate `str` or `dict`.
+    intermediate `str` or `dict`. (Events and read models are `json`, whose
+    binary form is the text itself; the registry's few `jsonb` columns add a
+    version byte.)
     """
+    await conn.set_type_codec(
+        "json", schema="pg_catalog", encoder=_json_encode, decoder=bytes, format="binary"
+    )
     await conn.set_type_codec(
         "jsonb",
         schema="pg_catalog",
@@ -143,9 +148,13 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+def _json_encode(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
 def _jsonb_encode(value: bytes | str) -> bytes:
     # The binary jsonb format is a version byte (1) followed by the JSON text.
-    return b"\x01" + (value.encode() if isinstance(value, str) else value)
+    return b"\x01" + _json_encode(value)
 
 
 def _jsonb_decode(value: bytes) -> bytes:

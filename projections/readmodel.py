@@ -47,6 +47,8 @@ RESULT_COLUMNS = (
     "version",
     "validity_fingerprint",
     "resource",
+    "started_at",
+    "verdict",
 )
 
 QUEUE_COLUMNS = (
@@ -71,11 +73,13 @@ ON CONFLICT (id) DO UPDATE
 
 _UPSERT_RESULTS = """
 INSERT INTO test_results (id, run_id, organisation_id, test_id, block_id, position, status,
-                          version, validity_fingerprint, resource)
+                          version, validity_fingerprint, resource, started_at, verdict)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                     $6::integer[], $7::text[], $8::bigint[], $9::text[], $10::jsonb[])
+                     $6::integer[], $7::text[], $8::bigint[], $9::text[], $10::json[],
+                     $11::timestamptz[], $12::text[])
 ON CONFLICT (id) DO UPDATE
-   SET status = EXCLUDED.status, version = EXCLUDED.version, resource = EXCLUDED.resource
+   SET status = EXCLUDED.status, version = EXCLUDED.version, resource = EXCLUDED.resource,
+       started_at = EXCLUDED.started_at, verdict = EXCLUDED.verdict
 """
 
 
@@ -117,6 +121,8 @@ def result_row(
         version,
         validity_fingerprint,
         _encode(result),
+        result.timing.started_at,
+        result.verdict,
     )
 
 

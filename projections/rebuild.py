@@ -2,7 +2,8 @@
 
 1. In one REPEATABLE READ snapshot, stream every event ordered by stream and
    version, fold each run, and COPY its rows into fresh tables created from
-   `projections/sql/read_models.sql` in a side schema.
+   `projections/sql/read_models.sql` in a side schema; their keys and indexes
+   are made after the load.
 2. In the swap transaction, lock `streams` against appenders (an append updates
    its stream's row, so it holds ROW EXCLUSIVE there until it commits: our
    SHARE ROW EXCLUSIVE waits for appends in flight and holds off new ones).
@@ -47,11 +48,16 @@ ASYNC_PROJECTIONS: tuple[asynchronous.AsyncProjection, ...] = (LatestRunSummarie
 # Taken (shared) by every command that writes a run; see service/commands.py.
 WRITERS_LOCK = 7_262_011_403
 # What --verify compares: every column of the projections, but not the
-# runners' own state in the queue (leases, attempts).
+# runners' own state in the queue (leases, attempts). Rendered JSON compares as
+# values (`json` has no equality, and a migrated row's spacing may differ).
+_JSON_COLUMNS = {"resource", "task"}
 _COMPARED = {
-    "test_runs": "*",
-    "test_results": "*",
-    "test_queue": "result_id, run_id, organisation_id, position, enqueued_at, task",
+    table: ", ".join(f"{c}::jsonb" if c in _JSON_COLUMNS else c for c in columns)
+    for table, columns in (
+        ("test_runs", RUN_COLUMNS),
+        ("test_results", RESULT_COLUMNS),
+        ("test_queue", QUEUE_COLUMNS[:-1]),
+    )
 }
 _BATCH = 2000
 _ONLINE_ROUNDS = 5  # catch-up rounds before the lock, at most
@@ -69,6 +75,20 @@ UPDATE {side}.test_queue s
    SET available_at = l.available_at, attempts = l.attempts, lease_owner = l.lease_owner
   FROM {live}.test_queue l
  WHERE l.result_id = s.result_id
+"""
+
+# The side tables' keys and indexes, as the statements that make them again.
+_SIDE_INDEXES = """
+SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname) AS drop,
+       format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname,
+              pg_get_constraintdef(c.oid)) AS make
+  FROM pg_constraint c
+ WHERE c.connamespace = $1::regnamespace AND c.contype IN ('p', 'u')
+UNION ALL
+SELECT format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+ WHERE x.relnamespace = $1::regnamespace
+   AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid)
 """
 
 _UNSEEN_STREAMS = """
@@ -217,9 +237,12 @@ async def rebuild(
             async with writer.transaction():
                 await writer.execute(f"SET LOCAL search_path TO {side}")
                 await writer.execute(declared_schema())
+            indexes = await _without_indexes(writer, side)
             snapshot = await _build(
                 reader, writer, side, report, on_progress=on_progress, on_total=on_total
             )
+            for statement in indexes:
+                await writer.execute(statement)
             while online and report.rounds < _ONLINE_ROUNDS:
                 async with writer.transaction():
                     # The new snapshot first: the catch-up reads at least it.
@@ -247,6 +270,20 @@ async def rebuild(
         await asynchronous.rebuild(pool, projection)
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _without_indexes(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """Drop the keys and indexes of the side tables; return the statements that make them.
+
+    Bulk loading first and indexing after, as pg_restore does, halves
+    PostgreSQL's work in a rebuild: one sort per index instead of an insertion
+    per row.
+    """
+    # Outside the side schema's search_path, so that every name comes qualified.
+    rows = await conn.fetch(_SIDE_INDEXES, schema)
+    for row in rows:
+        await conn.execute(row["drop"])
+    return [row["make"] for row in rows]
 
 
 async def _build(

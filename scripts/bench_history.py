@@ -195,7 +195,7 @@ def _interleave(runs: list[list[list[Any]]]) -> list[list[Any]]:
 async def build(conn: asyncpg.Connection, events: int, big_run_tests: int) -> History:
     """Write about `events` events of completed runs, including one of `big_run_tests` tests.
 
-    `conn` must be set up by `events.store.init_connection` (jsonb as bytes).
+    `conn` must be set up by `events.store.init_connection` (JSON as bytes).
     """
     rng = random.Random(6)  # noqa: S311  (reproducible shapes, not secrets)
     history = History()

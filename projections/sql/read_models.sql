@@ -12,7 +12,7 @@ CREATE TABLE test_runs (
     trigger_type    text NOT NULL,
     created_at      timestamptz NOT NULL,
     version         bigint NOT NULL,
-    resource        jsonb NOT NULL,
+    resource        json NOT NULL,
     workflow_revision bigint NOT NULL DEFAULT 0
 );
 
@@ -29,7 +29,10 @@ CREATE TABLE test_results (
     status                   text NOT NULL,
     version                  bigint NOT NULL,
     validity_fingerprint     text NOT NULL,
-    resource                 jsonb NOT NULL
+    resource                 json NOT NULL,
+    -- What the latest-run summaries are chosen by (see projections/summaries.py).
+    started_at               timestamptz,
+    verdict                  text
 -- Room on each page so that a result's updates (queued, running, completed)
 -- are HOT: no new index entries.
 ) WITH (fillfactor = 70);
@@ -44,7 +47,7 @@ CREATE TABLE test_queue (
     organisation_id text NOT NULL,
     position        integer NOT NULL,
     enqueued_at     timestamptz NOT NULL,
-    task            jsonb NOT NULL,
+    task            json NOT NULL,
     -- Runner state: claimable once available_at has passed (a lease expiring,
     -- or a retry's backoff ending, makes it claimable again).
     available_at    timestamptz NOT NULL,

@@ -151,7 +151,8 @@ async def test_replay_and_rebuild_verify_on_a_thousand_runs(
 
     # Tamper with one run's read model: both audits must notice, and the rebuild swaps nothing.
     await pool.execute(
-        "UPDATE test_runs SET resource = jsonb_set(resource, '{total_tests}', '7') WHERE id = $1",
+        "UPDATE test_runs SET resource = jsonb_set(resource::jsonb, '{total_tests}', '7')::json"
+        " WHERE id = $1",
         completed,
     )
     assert (

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from projections.asynchronous import catch_up
+from projections.readmodel import RESULT_COLUMNS, result_row
 from projections.rebuild import rebuild
-from projections.summaries import LatestRunSummaries
+from projections.resources import (
+    Cancelled,
+    Completed,
+    Errored,
+    Pending,
+    Queued,
+    Running,
+    Timing,
+    VerdictSummary,
+    WorkflowTestResult,
+)
+from projections.summaries import _RESULTS, LatestRunSummaries
 from service.handlers.common import POOL
 from tests.helpers import ApiClient
 from tests.integration.test_execution import _finished, running
@@ -148,3 +162,56 @@ async def test_replaying_and_rebuilding_the_projection_gives_the_same_rows(
     await pool.execute("UPDATE test_run_summaries SET latest = NULL")
     await rebuild(pool)
     assert before == [dict(r) for r in await pool.fetch(rows)]
+
+
+async def test_the_rebuild_reads_three_results_per_test_and_merges_as_replaying_all(
+    pool: asyncpg.Pool,
+) -> None:
+    """`rebuild` picks, per test, the latest finished, passing and failing results in SQL;
+    over random results (ties on start time, ids whose code-point order differs from
+    the locale's, every lifecycle) its rows equal merging every result in Python."""
+    rng = random.Random(7)
+    created = datetime(2026, 11, 1, tzinfo=UTC)
+    lifecycles: list[Any] = [Pending(), Queued(), Running(), Completed(), Completed(),
+                             Errored(message="x"), Cancelled(reason="stop")]  # fmt: skip
+    rows: list[tuple[Any, ...]] = []
+    for number in range(1200):
+        test_id = f"wfnodetest_{rng.randrange(12)}"
+        lifecycle = rng.choice(lifecycles)
+        started = (
+            None
+            if isinstance(lifecycle, Pending | Queued) or rng.random() < 0.1
+            else created + timedelta(seconds=rng.randrange(6))  # many ties
+        )
+        verdict = rng.choice(["passed", "failed", "blocked"]) if lifecycle == Completed() else None
+        result = WorkflowTestResult(
+            # Upper and lower case sort apart in code points, together in a locale.
+            id=f"{rng.choice(['a', 'B', 'b', 'A'])}_{number:04d}",
+            workflow_test_run_id=f"run_{number}",
+            test_id=test_id,
+            workflow_id="wf",
+            block_id="blk",
+            block_type="function",
+            lifecycle=lifecycle,
+            timing=Timing(created_at=created, started_at=started),
+            verdict=verdict,
+            verdict_summary=VerdictSummary(passed=verdict == "passed") if verdict else None,
+            handle_inputs_fingerprint="h",
+            block_config_fingerprint="b",
+            workflow_draft_fingerprint="d",
+            execution_fingerprint="e",
+        )
+        rows.append(result_row("org_1", result, 3, 0, "v"))
+    # A deployment's default collation may order ids unlike Python: make it so here.
+    await pool.execute('ALTER TABLE test_results ALTER COLUMN id TYPE text COLLATE "und-x-icu"')
+    await pool.copy_records_to_table("test_results", records=rows, columns=RESULT_COLUMNS)
+    everything = "SELECT * FROM test_run_summaries ORDER BY test_id"
+    async with pool.acquire() as conn, conn.transaction():
+        await LatestRunSummaries().reset(conn)
+        await LatestRunSummaries()._merge(conn, await conn.fetch(_RESULTS))
+        merged = [dict(r) for r in await conn.fetch(everything)]
+    assert 12 == len(merged)
+    assert all(r["latest_passing"] and r["latest_failing"] for r in merged)
+    async with pool.acquire() as conn, conn.transaction():
+        await LatestRunSummaries().rebuild(conn)
+        assert merged == [dict(r) for r in await conn.fetch(everything)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from projections.rebuild import declared_schema
+from projections.rebuild import declared_schema, rebuild
 
 _COLUMNS = """
 SELECT table_name, column_name, data_type, is_nullable, column_default
@@ -20,6 +20,13 @@ SELECT tablename, indexname, replace(indexdef, $1 || '.', '') AS definition
  ORDER BY tablename, indexname
 """
 
+_CONSTRAINTS = """
+SELECT t.relname, c.conname, c.contype::text, pg_get_constraintdef(c.oid)
+  FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+ WHERE t.relnamespace = $1::regnamespace AND t.relname = ANY ($2::text[])
+ ORDER BY t.relname, c.conname
+"""
+
 TABLES = ["test_runs", "test_results", "test_queue"]
 
 
@@ -30,8 +37,31 @@ async def test_migrated_read_models_equal_the_declared_ones(pool: asyncpg.Pool) 
         async with conn.transaction():
             await conn.execute("SET LOCAL search_path TO declared")
             await conn.execute(declared_schema())
-        for query in (_COLUMNS, _INDEXES):
+        for query in (_COLUMNS, _INDEXES, _CONSTRAINTS):
             migrated = [tuple(r) for r in await conn.fetch(query, "public", TABLES)]
             declared = [tuple(r) for r in await conn.fetch(query, "declared", TABLES)]
             assert migrated
             assert migrated == declared
+
+
+async def test_a_rebuild_swaps_in_the_declared_keys_and_indexes(pool: asyncpg.Pool) -> None:
+    """The rebuild loads its tables without keys or indexes and makes them after: the
+    swapped-in tables have every one of them, as declared."""
+
+    async def schema(conn: asyncpg.Connection, name: str) -> list[tuple[object, ...]]:
+        return [
+            tuple(r)
+            for query in (_COLUMNS, _INDEXES, _CONSTRAINTS)
+            for r in await conn.fetch(query, name, TABLES)
+        ]
+
+    report = await rebuild(pool)
+    assert report.swapped
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE SCHEMA declared")
+        async with conn.transaction():
+            await conn.execute("SET LOCAL search_path TO declared")
+            await conn.execute(declared_schema())
+        rebuilt = await schema(conn, "public")
+        assert [r for r in rebuilt if r[2] == "p"], "no primary keys at all"
+        assert rebuilt == await schema(conn, "declared")
