@@ -302,7 +302,9 @@ class EventStore:
             if not rows:
                 rows = await conn.fetch(_APPEND, *_append_args(stream_id, events, expected_version))
         except asyncpg.UniqueViolationError as error:
-            if error.constraint_name in ("events_stream_version_key", "events_event_id_key"):
+            # events_pkey is (stream_id, version) (events/sql/0004): a version
+            # taken by a concurrent appender; events_event_id_key: these events.
+            if error.constraint_name in ("events_pkey", "events_event_id_key"):
                 raise ConcurrencyError(stream_id, expected_version, str(error)) from error
             raise
         except asyncpg.PostgresError as error:

@@ -295,6 +295,39 @@ async def test_an_expected_version_on_a_missing_stream_fails_without_creating_it
     assert await store.stream_version("run-missing") == 0
 
 
+async def test_a_version_already_stored_is_refused_by_the_key_as_a_concurrency_error(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """The primary key (stream_id, version) is the backstop: with the stream's row put
+    behind its events, appends at that stale version (one event, several) write
+    nothing and raise ConcurrencyError."""
+    await store.append("run-a", batch(3), 0)
+    await pool.execute("UPDATE streams SET version = 1 WHERE stream_id = 'run-a'")
+
+    for events in (batch(1, "one"), batch(2, "two")):
+        with pytest.raises(ConcurrencyError) as caught:
+            await store.append("run-a", events, 1)
+        assert isinstance(caught.value.__cause__, asyncpg.UniqueViolationError)
+        assert caught.value.__cause__.constraint_name == "events_pkey"
+    assert await versions_of(pool, "run-a") == [1, 2, 3]
+    assert await count_events(pool) == 3
+
+
+async def test_events_are_keyed_by_stream_and_version_with_no_index_on_position_alone(
+    pool: asyncpg.Pool,
+) -> None:
+    """Each index costs every append: the primary key (stream_id, version), event ids
+    (idempotency) and commit order; none on global_position alone, nothing reads by it."""
+    rows = await pool.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events' ORDER BY 1"
+    )
+    assert {row["indexname"]: row["indexdef"].split(" USING ")[1] for row in rows} == {
+        "events_commit_order_idx": "btree (transaction_id, global_position)",
+        "events_event_id_key": "btree (event_id)",
+        "events_pkey": "btree (stream_id, version)",
+    }
+
+
 async def test_expected_version_none_appends_at_the_end(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
