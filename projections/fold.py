@@ -24,12 +24,14 @@ from events.types import (
     RunCompleted,
     RunCreated,
     RunErrored,
+    RunEvent,
     RunQueued,
     TestBlocked,
     TestErrored,
     TestFailed,
     TestPassed,
     TestStarted,
+    type_of,
 )
 from projections.resources import (
     TERMINAL,
@@ -71,7 +73,7 @@ def evolve(state: RunView | None, event: RecordedEvent) -> RunView:
     """The state after one more event."""
     run = state.run if state is not None else None
     results: Mapping[str, WorkflowTestResult] = state.results if state is not None else {}
-    new_run, changed = step(run, results, event)
+    new_run, changed = step(run, results, event.event, event.occurred_at)
     merged = dict(results)
     for result in changed:
         merged[result.id] = result
@@ -88,22 +90,23 @@ def fold(events: Iterable[RecordedEvent], state: RunView | None = None) -> RunVi
 def step(
     run: WorkflowTestRun | None,
     results: Mapping[str, WorkflowTestResult],
-    event: RecordedEvent,
+    event: RunEvent,
+    at: datetime,
 ) -> tuple[WorkflowTestRun, list[WorkflowTestResult]]:
-    """Apply one event: the new run, and the results it changed.
+    """Apply one event (its payload, and when it occurred): the new run, and the
+    results it changed.
 
     `results` needs to hold the results the event names (all of them for
     `run.cancelled` and `run.errored`). The rebuild and the inline projection
     call this directly to avoid copying every result for every event.
     """
-    at = event.occurred_at
-    match event.event:
+    match event:
         case RunCreated() as created:
             return _created(created, at)
     if run is None:
-        msg = f"{event.stream_id}: the first event must be run.created, not {event.type}"
+        msg = f"the first event must be run.created, not {type_of(event)}"
         raise FoldError(msg)
-    match event.event:
+    match event:
         case RunQueued():
             if isinstance(run.lifecycle, Pending):
                 run = replace(run, lifecycle=Queued())
@@ -159,7 +162,7 @@ def step(
             return _end_and_cancel_waiting(
                 run, results, Errored(message=message, details=details), at
             )
-    msg = f"unknown event {event.type}"
+    msg = f"unknown event {type_of(event)}"
     raise FoldError(msg)
 
 

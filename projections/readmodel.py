@@ -217,7 +217,7 @@ class Projection:
             }
             self.enqueue = queue_rows(event.event, event.occurred_at)
             self.workflow_revision = event.event.workflow_revision
-        self.run, touched = step(self.run, self.results, event)
+        self.run, touched = step(self.run, self.results, event.event, event.occurred_at)
         for result in touched:
             self.results[result.id] = result
             self.changed[result.id] = (result, event.version)

@@ -23,13 +23,15 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
 import asyncpg
 
-from events.store import fetch_stream, row_to_event
-from events.types import RecordedEvent, RunCreated
+from events import codec
+from events.store import fetch_stream
+from events.types import RunCreated, RunEvent
 from projections import asynchronous
 from projections.fold import step
 from projections.readmodel import (
@@ -63,9 +65,9 @@ _BATCH = 2000
 _ONLINE_ROUNDS = 5  # catch-up rounds before the lock, at most
 _FEW_STREAMS = 20  # few enough streams left to catch up under the lock
 
+# What the fold reads of every event, ordered by stream and version.
 _ALL_EVENTS = """
-SELECT stream_id, version, global_position, transaction_id, event_id, type, schema_version,
-       data, metadata, occurred_at, recorded_at
+SELECT stream_id, version, type, schema_version, data, occurred_at
   FROM events ORDER BY stream_id, version
 """
 
@@ -139,7 +141,11 @@ class StreamRows:
     queue: list[tuple[Any, ...]]
 
 
-def rows_of_stream(events: Iterable[RecordedEvent]) -> StreamRows | None:
+# One event as the fold reads it: its version, payload and time.
+Step = tuple[int, RunEvent, datetime]
+
+
+def rows_of_stream(events: Iterable[Step]) -> StreamRows | None:
     """Fold one run's stream into its `test_runs`, `test_results` and `test_queue` rows."""
     run: WorkflowTestRun | None = None
     results: dict[str, WorkflowTestResult] = {}
@@ -148,18 +154,17 @@ def rows_of_stream(events: Iterable[RecordedEvent]) -> StreamRows | None:
     placement: dict[str, tuple[int, str]] = {}
     result_versions: dict[str, int] = {}
     version = 0
-    for event in events:
-        if isinstance(event.event, RunCreated):
-            created, created_at = event.event, event.occurred_at
+    for version, event, at in events:
+        if isinstance(event, RunCreated):
+            created, created_at = event, at
             placement = {
                 test.result_id: (index, test.validity_fingerprint)
                 for index, test in enumerate(created.tests)
             }
-        run, touched = step(run, results, event)
+        run, touched = step(run, results, event, at)
         for result in touched:
             results[result.id] = result
-            result_versions[result.id] = event.version
-        version = event.version
+            result_versions[result.id] = version
     if run is None or created is None:
         return None
     organisation_id = created.organisation_id
@@ -170,7 +175,9 @@ def rows_of_stream(events: Iterable[RecordedEvent]) -> StreamRows | None:
             result_row(organisation_id, result, result_versions[rid], *placement[rid])
             for rid, result in results.items()
         ],
-        queue=[row for row in queue_rows(created, created_at) if row[0] in waiting],
+        queue=[row for row in queue_rows(created, created_at) if row[0] in waiting]
+        if waiting
+        else [],
     )
 
 
@@ -192,16 +199,19 @@ async def _chunks(reader: asyncpg.Connection) -> AsyncGenerator[list[asyncpg.Rec
 
 async def _streams(
     chunks: AsyncIterator[list[asyncpg.Record]],
-) -> AsyncIterator[list[RecordedEvent]]:
-    """Group ordered event rows into one list of events per stream."""
-    current: list[RecordedEvent] = []
+) -> AsyncIterator[list[Step]]:
+    """Group ordered event rows (`_ALL_EVENTS`) into one list of decoded steps per stream."""
+    current: list[Step] = []
+    stream = None
+    decode = codec.decode
     async for rows in chunks:
-        for row in rows:
-            event = row_to_event(row)
-            if current and current[0].stream_id != event.stream_id:
-                yield current
-                current = []
-            current.append(event)
+        for stream_id, version, event_type, schema_version, data, at in rows:
+            if stream_id != stream:
+                if current:
+                    yield current
+                    current = []
+                stream = stream_id
+            current.append((version, decode(event_type, schema_version, data), at))
     if current:
         yield current
 
@@ -380,7 +390,8 @@ async def _catch_up(conn: asyncpg.Connection, schema: str, snapshot: str) -> int
     """Re-fold, into the side tables, every stream written after the snapshot."""
     streams = [row["stream_id"] for row in await conn.fetch(_UNSEEN_STREAMS, snapshot)]
     for stream_id in streams:
-        rows = rows_of_stream(await fetch_stream(conn, stream_id))
+        events = await fetch_stream(conn, stream_id)
+        rows = rows_of_stream((e.version, e.event, e.occurred_at) for e in events)
         if rows is None:
             continue
         run_id = rows.run[0]

@@ -35,7 +35,7 @@ class Replay:
     async def steps(self, events: AsyncIterable[RecordedEvent]) -> AsyncIterator[ReplayStep]:
         """Each event with the run's state after it, as the events arrive."""
         async for event in events:
-            run, touched = step(self.run, self.results, event)
+            run, touched = step(self.run, self.results, event.event, event.occurred_at)
             for result in touched:
                 self.results[result.id] = result
             self.run, self.version = run, event.version

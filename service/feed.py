@@ -31,6 +31,7 @@ CHANNEL = "events"
 # After the LISTEN connection broke: the first wait before listening again, and the longest.
 _RELISTEN_FIRST_S = 0.25
 _RELISTEN_MOST_S = 5.0
+_UNLISTEN_S = 5.0
 TERMINAL_TYPES = frozenset({"run.completed", "run.cancelled", "run.errored"})
 
 _encode = msgspec.json.Encoder().encode
@@ -208,14 +209,17 @@ class FeedHub:
             # It broke, and the pool took it back then: nothing to undo or release.
             return
         try:
-            conn.remove_termination_listener(self._lost)
-            await conn.remove_listener(CHANNEL, self._notified)
-            # Pooled connections are released without a reset query
-            # (service.db): UNLISTEN here, or the next user of this
-            # connection would keep receiving notifications.
-            await conn.execute("UNLISTEN *")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.warning("feed_unlisten_failed", error=str(error))
+            # Bounded: a connection that stopped answering must not hang a shutdown.
+            async with asyncio.timeout(_UNLISTEN_S):
+                conn.remove_termination_listener(self._lost)
+                await conn.remove_listener(CHANNEL, self._notified)
+                # Pooled connections are released without a reset query
+                # (service.db): UNLISTEN here, or the next user of this
+                # connection would keep receiving notifications.
+                await conn.execute("UNLISTEN *")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            log.warning("feed_unlisten_failed", error=str(error) or type(error).__name__)
+            conn.terminate()  # it may still be listening: never hand it to anyone else
         finally:
             await pool.release(conn)
 

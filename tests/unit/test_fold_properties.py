@@ -444,7 +444,7 @@ def test_step_needs_only_the_results_it_names(
     }
     run = before.run
     for event in batch:
-        run, touched = step(run, results, event)
+        run, touched = step(run, results, event.event, event.occurred_at)
         for result in touched:
             results[result.id] = result
 
