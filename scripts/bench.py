@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import platform
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -524,12 +526,47 @@ def _hwm_kb(pid: int) -> int:
     return int(found.group(1)) if found else 0
 
 
+def _server_cpu_s(data_directory: str) -> float | None:
+    """CPU seconds used so far by a local PostgreSQL: the postmaster, its live
+    processes, and the backends that exited (counted into the postmaster's
+    children time). None when the server is not on this machine or not readable."""
+    try:
+        postmaster = int(Path(data_directory, "postmaster.pid").read_text().split()[0])
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid, parent = int(stat.parent.name), int(fields[1])
+            if pid == postmaster:
+                total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            elif parent == postmaster:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def rebuild_once(histories: Histories, events: int) -> dict[str, float]:
-    """scripts/rebuild-projections on the history: events/s of the subprocess and in-process."""
+    """scripts/rebuild-projections on the history: events/s of the subprocess and in-process,
+    and the CPU time it and PostgreSQL used (what bounds it on this machine's cores)."""
     database, history = await histories.get(events)
+    conn = await asyncpg.connect(database.dsn)
+    try:
+        data_directory = await conn.fetchval("SHOW data_directory")
+    finally:
+        await conn.close()
+    server_before, client_before = _server_cpu_s(data_directory), _children_cpu_s()
     elapsed, rss, out, _ = await asyncio.to_thread(
         _measured, [str(ROOT / "scripts" / "rebuild-projections"), "--no-progress"], database.dsn
     )
+    server_after, client_cpu = _server_cpu_s(data_directory), _children_cpu_s() - client_before
     found = re.search(r"from (\d+) events in [\d.]+s \(([\d,]+) events/s\)", out)
     if found is None or int(found.group(1)) != history.events:
         msg = f"unexpected rebuild output: {out}"
@@ -547,10 +584,17 @@ async def rebuild_once(histories: Histories, events: int) -> dict[str, float]:
     _, small_rss, _, _ = await asyncio.to_thread(
         _measured, [str(ROOT / "scripts" / "rebuild-projections"), "--no-progress"], small_db.dsn
     )
+    server_cpu = (
+        server_after - server_before
+        if server_after is not None and server_before is not None
+        else float("nan")
+    )
     return {
         "ours": history.events / elapsed,
         "in_process": float(found.group(2).replace(",", "")),
         "seconds": elapsed,
+        "server_us": server_cpu / history.events * 1e6,
+        "client_us": client_cpu / history.events * 1e6,
         "rebuild_large": rss,
         "rebuild_small": small_rss,
     }
@@ -762,6 +806,33 @@ async def _machine(admin: str) -> str:
     )
 
 
+def _rebuild_cpu_rows(samples: list[dict[str, float]]) -> list[tuple[str, str, str, str]]:
+    """What bounds a rebuild: CPU per event, PostgreSQL's and the script's, on this many cores."""
+    cores = os.cpu_count() or 1
+    server, client = _column(samples, "server_us"), _column(samples, "client_us")
+    budget = f"{cores} cores / 100,000 events/s = {cores * 10} µs per event for both"
+    rows = [
+        (
+            "rebuild: the script's CPU per event (µs: start-up, decode, fold, encode, COPY)",
+            _summary(client, 1),
+            budget,
+            f"alone: at most {cores / statistics.median(client) * 1e6:,.0f} events/s",
+        )
+    ]
+    if not any(math.isnan(value) for value in server):
+        both = statistics.median(client) + statistics.median(server)
+        rows.append(
+            (
+                "rebuild: PostgreSQL's CPU per event (µs: all its processes, during the rebuild)",
+                _summary(server, 1),
+                budget,
+                f"alone: at most {cores / statistics.median(server) * 1e6:,.0f} events/s;"
+                f" with the script's: {cores / both * 1e6:,.0f} events/s",
+            )
+        )
+    return rows
+
+
 def _rows(
     name: str, samples: list[dict[str, float]], sizes: dict[str, int]
 ) -> list[tuple[str, str, str, str]]:
@@ -803,6 +874,7 @@ def _rows(
                 f"{statistics.median(in_process) / 100_000:.2f}x goal",
             )
         )
+        rows.extend(_rebuild_cpu_rows(samples))
     history, runs = sizes["history"], sizes["replay"]
     memory = {
         "memory": (
