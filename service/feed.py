@@ -159,10 +159,16 @@ class FeedHub:
                 conn = await pool.acquire()
                 await conn.add_listener(CHANNEL, self._notified)
                 conn.add_termination_listener(self._lost)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("feed_listen_failed", error=str(error))
+            except BaseException as error:
+                # Whatever ended it (a cancellation too: `close` cancels a
+                # relisten in flight), the connection goes back, or the pool
+                # could never close; closed, since it may be listening already.
                 if conn is not None:
+                    conn.terminate()
                     await pool.release(conn)
+                if not isinstance(error, OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+                    raise
+                log.warning("feed_listen_failed", error=str(error))
                 return
             self._pool, self._conn = pool, conn
 

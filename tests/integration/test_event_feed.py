@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from events.store import EventStore
-from service import feed
+from service import db, feed
 from service.commands import stream_of
 from service.handlers import events as event_handlers
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
@@ -248,3 +248,36 @@ async def test_new_events_arrive_on_notify_not_on_the_poll(
         cancelled = await asyncio.wait_for(reader.next(), timeout=5)
     assert cancelled is not None
     assert "run.cancelled" == cancelled["event"]
+
+
+async def test_a_listen_cancelled_midway_gives_its_connection_back(database_url: str) -> None:
+    """`close` cancels a relisten in flight; if that lands while LISTEN runs, the
+    connection still goes back to the pool (closed), or the pool could never close."""
+    real = await db.create_pool(database_url, min_size=1, max_size=2)
+    listening = asyncio.Event()
+
+    class StuckListen:
+        def __init__(self, conn: Any) -> None:
+            self.conn = conn
+
+        async def add_listener(self, *_: Any) -> None:
+            listening.set()
+            await asyncio.Event().wait()  # LISTEN that does not answer
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+    class Pool:
+        async def acquire(self) -> StuckListen:
+            return StuckListen(await real.acquire())
+
+        async def release(self, conn: StuckListen) -> None:
+            await real.release(conn.conn)
+
+    hub = feed.FeedHub()
+    listen = asyncio.create_task(hub.ensure_listening(Pool()))  # type: ignore[arg-type]
+    await asyncio.wait_for(listening.wait(), 5)
+    listen.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await listen
+    await asyncio.wait_for(real.close(), 5)  # hangs if the connection was kept
