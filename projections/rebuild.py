@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import multiprocessing
+import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -30,7 +34,7 @@ from typing import Any
 import asyncpg
 
 from events import codec
-from events.store import fetch_stream
+from events.store import fetch_stream, init_connection
 from events.types import RunCreated, RunEvent
 from projections import asynchronous
 from projections.fold import step
@@ -65,11 +69,18 @@ _BATCH = 2000
 _ONLINE_ROUNDS = 5  # catch-up rounds before the lock, at most
 _FEW_STREAMS = 20  # few enough streams left to catch up under the lock
 
-# What the fold reads of every event, ordered by stream and version.
-_ALL_EVENTS = """
+# What the fold reads of every event of a range of streams (bounds may be
+# NULL: open), ordered by stream and version.
+_EVENTS_OF_STREAMS = """
 SELECT stream_id, version, type, schema_version, data, occurred_at
-  FROM events ORDER BY stream_id, version
+  FROM events
+ WHERE ($1::text IS NULL OR stream_id >= $1) AND ($2::text IS NULL OR stream_id < $2)
+ ORDER BY stream_id, version
 """
+# Every stream and its length (version), in the order of the ranges above.
+_STREAMS = "SELECT stream_id, version FROM streams ORDER BY stream_id"
+# A process folding a range needs at least this many events to pay its start-up.
+_EVENTS_PER_JOB = 200_000
 
 # The runners' state is not in the events: keep each test's lease and attempts.
 _CARRY_LEASES = """
@@ -112,6 +123,7 @@ class RebuildReport:
     swapped: bool = False
     rounds: int = 0
     locked_seconds: float = 0.0
+    jobs: int = 1
 
     @property
     def events_per_second(self) -> float:
@@ -143,6 +155,8 @@ class StreamRows:
 
 # One event as the fold reads it: its version, payload and time.
 Step = tuple[int, RunEvent, datetime]
+# Streams from the first id (inclusive) to the second (exclusive); None: open.
+StreamRange = tuple[str | None, str | None]
 
 
 def rows_of_stream(events: Iterable[Step]) -> StreamRows | None:
@@ -181,10 +195,12 @@ def rows_of_stream(events: Iterable[Step]) -> StreamRows | None:
     )
 
 
-async def _chunks(reader: asyncpg.Connection) -> AsyncGenerator[list[asyncpg.Record], None]:
-    """Every event row, ordered by stream and version, in chunks; the next chunk is
-    fetched while the caller folds the current one."""
-    cursor = await reader.cursor(_ALL_EVENTS)
+async def _chunks(
+    reader: asyncpg.Connection, streams: StreamRange
+) -> AsyncGenerator[list[asyncpg.Record], None]:
+    """Every event row of a range of streams, ordered by stream and version, in
+    chunks; the next chunk is fetched while the caller folds the current one."""
+    cursor = await reader.cursor(_EVENTS_OF_STREAMS, *streams)
     ahead = asyncio.ensure_future(cursor.fetch(_BATCH))
     try:
         while rows := await ahead:
@@ -223,6 +239,8 @@ async def rebuild(
     online: bool = False,
     on_progress: Callable[[int], object] | None = None,
     on_total: Callable[[int], object] | None = None,
+    dsn: str | None = None,
+    jobs: int | None = None,
 ) -> RebuildReport:
     """Rebuild every read model (TABLES) from the events and swap them in.
 
@@ -235,6 +253,11 @@ async def rebuild(
             locked catch-up has little left and writers wait only briefly.
         on_progress: called with the number of events folded since the last call.
         on_total: called once with the number of events to fold.
+        dsn: where other processes can connect: with it, the streams are folded
+            by `jobs` processes (this one and `jobs - 1` more), each a range of
+            streams, all in the same snapshot.
+        jobs: how many; by default one per core, with at least
+            `_EVENTS_PER_JOB` events each.
     """
     report = RebuildReport()
     started = time.perf_counter()
@@ -249,7 +272,14 @@ async def rebuild(
                 await writer.execute(declared_schema())
             indexes = await _without_indexes(writer, side)
             snapshot = await _build(
-                reader, writer, side, report, on_progress=on_progress, on_total=on_total
+                reader,
+                writer,
+                side,
+                report,
+                on_progress=on_progress,
+                on_total=on_total,
+                dsn=dsn,
+                jobs=jobs,
             )
             for statement in indexes:
                 await writer.execute(statement)
@@ -304,41 +334,125 @@ async def _build(
     *,
     on_progress: Callable[[int], object] | None,
     on_total: Callable[[int], object] | None,
+    dsn: str | None,
+    jobs: int | None,
 ) -> str:
-    """Fold every stream of one snapshot into the side tables; return that snapshot."""
+    """Fold every stream of one snapshot into the side tables; return that snapshot.
+
+    With a DSN, ranges of streams go to other processes, which import this
+    transaction's snapshot (`pg_export_snapshot`): every process reads the
+    same events. This process folds the first range and keeps the snapshot's
+    transaction open until every other one is done.
+    """
     async with reader.transaction(isolation="repeatable_read", readonly=True):
         snapshot: str = await reader.fetchval("SELECT pg_current_snapshot()::text")
+        streams = await reader.fetch(_STREAMS)
+        total = sum(row["version"] for row in streams)
         if on_total is not None:
-            on_total(await reader.fetchval("SELECT count(*) FROM events"))
-        batch: list[StreamRows] = []
-        pending = 0
-        # One COPY in flight on the writer while the reader folds the next runs.
-        copying: asyncio.Future[None] | None = None
-        try:
-            async with contextlib.aclosing(_chunks(reader)) as chunks:
-                async for stream in _streams(chunks):
-                    rows = rows_of_stream(stream)
-                    report.events += len(stream)
-                    report.streams += 1
-                    if rows is not None:
-                        batch.append(rows)
-                        pending += 1 + len(rows.results)
-                    if pending >= _BATCH:
-                        if copying is not None:
-                            await copying
-                        copying = asyncio.ensure_future(_copy(writer, side, batch))
-                        batch, pending = [], 0
+            on_total(total)
+        if jobs is None:
+            jobs = min(os.cpu_count() or 1, max(1, total // _EVENTS_PER_JOB))
+        ranges = _ranges(streams, total, jobs if dsn is not None else 1)
+        del streams
+        if dsn is None or len(ranges) == 1:
+            events, folded = await _fold(reader, writer, side, ranges[0], on_progress)
+            report.events, report.streams = events, folded
+            return snapshot
+        report.jobs = len(ranges)
+        exported = await reader.fetchval("SELECT pg_export_snapshot()")
+        loop = asyncio.get_running_loop()
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(len(ranges) - 1, mp_context=context) as executor:
+            others = [
+                loop.run_in_executor(executor, _fold_elsewhere, dsn, exported, side, bounds)
+                for bounds in ranges[1:]
+            ]
+            try:
+                mine = await _fold(reader, writer, side, ranges[0], on_progress)
+                done = [mine]
+                for other in asyncio.as_completed(others):
+                    done.append(await other)
                     if on_progress is not None:
-                        on_progress(len(stream))
-            if copying is not None:
-                await copying
-            await _copy(writer, side, batch)
-        finally:
-            if copying is not None and not copying.done():
-                copying.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await copying
+                        on_progress(done[-1][0])
+            except BaseException:
+                for other in others:
+                    other.cancel()
+                raise
+        report.events = sum(events for events, _ in done)
+        report.streams = sum(folded for _, folded in done)
     return snapshot
+
+
+def _ranges(streams: Sequence[Mapping[str, Any]], total: int, jobs: int) -> list[StreamRange]:
+    """Split the streams (ordered by id) into `jobs` ranges of about as many events."""
+    bounds: list[str | None] = [None]
+    upto = 0
+    for row in streams:
+        if upto >= total * len(bounds) / jobs and len(bounds) < jobs:
+            bounds.append(row["stream_id"])
+        upto += row["version"]
+    bounds.append(None)
+    return list(itertools.pairwise(bounds))
+
+
+def _fold_elsewhere(dsn: str, snapshot: str, side: str, streams: StreamRange) -> tuple[int, int]:
+    """In another process: fold a range of streams in an exported snapshot."""
+
+    async def fold() -> tuple[int, int]:
+        reader = await asyncpg.connect(dsn)
+        writer = await asyncpg.connect(dsn)
+        try:
+            await init_connection(reader)
+            await init_connection(writer)
+            async with reader.transaction(isolation="repeatable_read", readonly=True):
+                await reader.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                return await _fold(reader, writer, side, streams, None)
+        finally:
+            await reader.close()
+            await writer.close()
+
+    return asyncio.run(fold())
+
+
+async def _fold(
+    reader: asyncpg.Connection,
+    writer: asyncpg.Connection,
+    side: str,
+    streams: StreamRange,
+    on_progress: Callable[[int], object] | None,
+) -> tuple[int, int]:
+    """Fold a range of streams into the side tables (in the reader's transaction);
+    return the events and the streams folded."""
+    events = folded = 0
+    batch: list[StreamRows] = []
+    pending = 0
+    # One COPY in flight on the writer while the reader folds the next runs.
+    copying: asyncio.Future[None] | None = None
+    try:
+        async with contextlib.aclosing(_chunks(reader, streams)) as chunks:
+            async for stream in _streams(chunks):
+                rows = rows_of_stream(stream)
+                events += len(stream)
+                folded += 1
+                if rows is not None:
+                    batch.append(rows)
+                    pending += 1 + len(rows.results)
+                if pending >= _BATCH:
+                    if copying is not None:
+                        await copying
+                    copying = asyncio.ensure_future(_copy(writer, side, batch))
+                    batch, pending = [], 0
+                if on_progress is not None:
+                    on_progress(len(stream))
+        if copying is not None:
+            await copying
+        await _copy(writer, side, batch)
+    finally:
+        if copying is not None and not copying.done():
+            copying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await copying
+    return events, folded
 
 
 async def _swap(

@@ -253,7 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="while the service runs: catch up in rounds first, so the final lock is short",
     )
+    rebuild.add_argument(
+        "--jobs",
+        type=_positive,
+        default=None,
+        help="processes folding streams (default: one per core, 200,000 events each at least)",
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        msg = f"must be at least 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             verify=args.verify,
             progress=not args.no_progress,
             online=args.online,
+            jobs=args.jobs,
         )
     )
 

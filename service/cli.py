@@ -137,7 +137,9 @@ async def replay_run(dsn: str, run_id: str, *, as_json: bool, verify: bool) -> i
         await pool.close()
 
 
-async def rebuild_projections(dsn: str, *, verify: bool, progress: bool, online: bool) -> int:
+async def rebuild_projections(
+    dsn: str, *, verify: bool, progress: bool, online: bool, jobs: int | None = None
+) -> int:
     """Rebuild every read model; print the events/s reached."""
     pool = await db.create_pool(dsn, min_size=2, max_size=3)
     bar = tqdm(unit="ev", unit_scale=True, disable=not progress, file=sys.stderr, desc="rebuild")
@@ -148,6 +150,8 @@ async def rebuild_projections(dsn: str, *, verify: bool, progress: bool, online:
             online=online,
             on_progress=bar.update,
             on_total=lambda total: setattr(bar, "total", total),
+            dsn=dsn,
+            jobs=jobs,
         )
     except VerificationError as error:
         bar.close()
