@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import msgspec
@@ -40,8 +41,8 @@ async def _workflow_with_tests(pool: asyncpg.Pool) -> tuple[str, str]:
     return organisation, workflow.id
 
 
-async def test_rebuild_while_writers_append_loses_nothing(pool: asyncpg.Pool) -> None:
-    """Runs created during a rebuild, including one held open across the swap, all end up in it."""
+async def _run_maker(pool: asyncpg.Pool) -> tuple[str, Callable[[str], Awaitable[str]]]:
+    """The organisation, and a function that creates a run of its two tests (tagged)."""
     organisation, workflow_id = await _workflow_with_tests(pool)
     store = EventStore(pool)
 
@@ -54,6 +55,13 @@ async def test_rebuild_while_writers_append_loses_nothing(pool: asyncpg.Pool) ->
             metadata=Metadata(request_id=tag),
         )
         return run.id
+
+    return organisation, create
+
+
+async def test_rebuild_while_writers_append_loses_nothing(pool: asyncpg.Pool) -> None:
+    """Runs created during a rebuild, including one held open across the swap, all end up in it."""
+    _, create = await _run_maker(pool)
 
     existing = [await create(f"before-{i}") for i in range(300)]
     stop = asyncio.Event()
@@ -88,23 +96,12 @@ async def test_processes_fold_ranges_of_streams_into_the_same_rows(
     """With a DSN, other processes fold ranges of the streams in this one's exported
     snapshot: the rows equal those one process folds (checked by --verify), and runs
     written during the rebuild are caught up as with one process."""
-    organisation, workflow_id = await _workflow_with_tests(pool)
-    store = EventStore(pool)
-
-    async def create(tag: str) -> str:
-        run = await runs.create_run(
-            pool,
-            store,
-            organisation_id=organisation,
-            body=CreateRunRequest(workflow_id=workflow_id),
-            metadata=Metadata(request_id=tag),
-        )
-        return run.id
+    organisation, create = await _run_maker(pool)
 
     existing = [await create(f"before-{i}") for i in range(90)]
     for run_id in existing[::3]:
         await runs.cancel_run(
-            pool, store, organisation_id=organisation, run_id=run_id, metadata=Metadata()
+            pool, EventStore(pool), organisation_id=organisation, run_id=run_id, metadata=Metadata()
         )
     one = await rebuild(pool)
     stop = asyncio.Event()
