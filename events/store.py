@@ -336,7 +336,7 @@ class EventStore:
                 yield row_to_event(row)
             if len(page) < page_size:
                 return
-            from_version = page[-1][1] + 1
+            from_version = page[-1]["version"] + 1
 
     async def read_all(
         self,
@@ -358,9 +358,9 @@ class EventStore:
         database of the same cluster delays, but never breaks, this feed.
         """
         if conn is not None:
-            rows = await conn.fetch(_READ_ALL, after[0], after[1], limit)
+            rows = await conn.fetch(_READ_ALL, *after, limit)
         else:
-            rows = await self.pool.fetch(_READ_ALL, after[0], after[1], limit)
+            rows = await self.pool.fetch(_READ_ALL, *after, limit)
         return [row_to_event(row) for row in rows]
 
     async def iterate_all(
@@ -371,15 +371,14 @@ class EventStore:
         The next page is read (on another pooled connection) while this one is
         decoded and consumed: the same pages as calling `read_all` in a loop.
         """
-        rows = await self.pool.fetch(_READ_ALL, after[0], after[1], page_size)
+        rows = await self.pool.fetch(_READ_ALL, *after, page_size)
         ahead: asyncio.Future[list[asyncpg.Record]] | None = None
         try:
             while rows:
                 if len(rows) == page_size:
                     last = rows[-1]
-                    ahead = asyncio.ensure_future(
-                        self.pool.fetch(_READ_ALL, last[3], last[2], page_size)
-                    )
+                    after = Checkpoint(last["transaction_id"], last["global_position"])
+                    ahead = asyncio.ensure_future(self.pool.fetch(_READ_ALL, *after, page_size))
                 for row in rows:
                     yield row_to_event(row)
                 if ahead is None:

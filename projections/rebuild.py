@@ -216,7 +216,8 @@ async def _chunks(
 async def _streams(
     chunks: AsyncIterator[list[asyncpg.Record]],
 ) -> AsyncIterator[list[Step]]:
-    """Group ordered event rows (`_ALL_EVENTS`) into one list of decoded steps per stream."""
+    """Group ordered event rows (`_EVENTS_OF_STREAMS`) into one list of decoded steps per
+    stream."""
     current: list[Step] = []
     stream = None
     decode = codec.decode
@@ -350,34 +351,19 @@ async def _build(
         total = sum(row["version"] for row in streams)
         if on_total is not None:
             on_total(total)
-        if jobs is None:
+        if dsn is None:
+            jobs = 1  # nowhere for other processes to connect
+        elif jobs is None:
             jobs = min(os.cpu_count() or 1, max(1, total // _EVENTS_PER_JOB))
-        ranges = _ranges(streams, total, jobs if dsn is not None else 1)
+        ranges = _ranges(streams, total, jobs)
         del streams
-        if dsn is None or len(ranges) == 1:
-            events, folded = await _fold(reader, writer, side, ranges[0], on_progress)
-            report.events, report.streams = events, folded
-            return snapshot
         report.jobs = len(ranges)
-        exported = await reader.fetchval("SELECT pg_export_snapshot()")
-        loop = asyncio.get_running_loop()
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(len(ranges) - 1, mp_context=context) as executor:
-            others = [
-                loop.run_in_executor(executor, _fold_elsewhere, dsn, exported, side, bounds)
-                for bounds in ranges[1:]
-            ]
-            try:
-                mine = await _fold(reader, writer, side, ranges[0], on_progress)
-                done = [mine]
-                for other in asyncio.as_completed(others):
-                    done.append(await other)
-                    if on_progress is not None:
-                        on_progress(done[-1][0])
-            except BaseException:
-                for other in others:
-                    other.cancel()
-                raise
+        if dsn is None or len(ranges) == 1:
+            done = [await _fold(reader, writer, side, ranges[0], on_progress)]
+        else:
+            done = await _fold_in_processes(
+                reader, writer, side, ranges, dsn=dsn, on_progress=on_progress
+            )
         report.events = sum(events for events, _ in done)
         report.streams = sum(folded for _, folded in done)
     return snapshot
@@ -393,6 +379,38 @@ def _ranges(streams: Sequence[Mapping[str, Any]], total: int, jobs: int) -> list
         upto += row["version"]
     bounds.append(None)
     return list(itertools.pairwise(bounds))
+
+
+async def _fold_in_processes(
+    reader: asyncpg.Connection,
+    writer: asyncpg.Connection,
+    side: str,
+    ranges: list[StreamRange],
+    *,
+    dsn: str,
+    on_progress: Callable[[int], object] | None,
+) -> list[tuple[int, int]]:
+    """Fold the first range here and the others in as many spawned processes, which
+    import the reader's snapshot; return each range's events and streams folded."""
+    exported = await reader.fetchval("SELECT pg_export_snapshot()")
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(len(ranges) - 1, mp_context=context) as executor:
+        others = [
+            loop.run_in_executor(executor, _fold_elsewhere, dsn, exported, side, bounds)
+            for bounds in ranges[1:]
+        ]
+        try:
+            done = [await _fold(reader, writer, side, ranges[0], on_progress)]
+            for other in asyncio.as_completed(others):
+                done.append(await other)
+                if on_progress is not None:
+                    on_progress(done[-1][0])
+        except BaseException:
+            for other in others:
+                other.cancel()
+            raise
+    return done
 
 
 def _fold_elsewhere(dsn: str, snapshot: str, side: str, streams: StreamRange) -> tuple[int, int]:

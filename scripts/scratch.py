@@ -34,13 +34,18 @@ async def admin_dsn(embedded: str) -> str:
     return LOCAL
 
 
-async def create_database(admin: str, name: str) -> str:
-    """A new, migrated database on the admin DSN's server; returns its DSN."""
+async def _on_server(admin: str, statement: str) -> None:
+    """Run one statement on the admin DSN's server (outside any transaction)."""
     conn = await asyncpg.connect(admin)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def create_database(admin: str, name: str) -> str:
+    """A new, migrated database on the admin DSN's server; returns its DSN."""
+    await _on_server(admin, f'CREATE DATABASE "{name}"')
     dsn = with_database(admin, name)
     from service import db  # noqa: PLC0415
 
@@ -50,11 +55,7 @@ async def create_database(admin: str, name: str) -> str:
 
 async def drop_database(admin: str, name: str) -> None:
     """Drop a scratch database, whoever is still connected."""
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await _on_server(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

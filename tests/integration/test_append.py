@@ -6,11 +6,13 @@ import asyncio
 import uuid
 
 import asyncpg
+import msgspec
 import pytest
 
+from events import codec
 from events.errors import ConcurrencyError, IdempotencyConflictError
 from events.store import EventStore
-from events.types import NewEvent, RunCancelled, RunCompleted, TestStarted
+from events.types import Metadata, NewEvent, RunCancelled, RunCompleted, TestStarted
 
 LOCK_WAITERS = """
 SELECT count(*) FROM pg_stat_activity
@@ -641,3 +643,17 @@ async def test_an_append_in_the_callers_transaction_is_announced_by_the_caller_o
         assert sorted(received) == ["run-other", "run-quiet"]
     finally:
         await listener.close()
+
+
+async def test_payloads_and_metadata_are_stored_as_written(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """The exact bytes the codec wrote (`json`); `jsonb` would store a parsed form and
+    render it back with other spacing."""
+    new = NewEvent(event=started("w").event, metadata=Metadata(request_id="req_1"))
+    await store.append("run-as-written", [new], 0)
+    row = await pool.fetchrow(
+        "SELECT data::text, metadata::text FROM events WHERE stream_id = 'run-as-written'"
+    )
+    assert codec.encode(new.event)[2].decode() == row["data"]
+    assert msgspec.json.encode(new.metadata).decode() == row["metadata"]
