@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncGenerator, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -95,13 +97,15 @@ SELECT set_config('synchronous_commit', 'off', true), count(pg_notify('events', 
   FROM unnest($1::text[]) AS stream_id
 """
 
-_COLUMNS = """
-stream_id, version, global_position, transaction_id, event_id, type, schema_version,
+# A stream's reader knows its stream id: its rows leave it out (STREAM_COLUMNS).
+STREAM_COLUMNS = """
+version, global_position, transaction_id, event_id, type, schema_version,
 data, metadata, occurred_at, recorded_at
 """
+_COLUMNS = "stream_id, " + STREAM_COLUMNS
 
 _READ_STREAM = f"""
-SELECT {_COLUMNS} FROM events
+SELECT {STREAM_COLUMNS} FROM events
  WHERE stream_id = $1 AND version >= $2
  ORDER BY version
 """
@@ -146,6 +150,13 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         decoder=_jsonb_decode,
         format="binary",
     )
+    await conn.set_type_codec(
+        "timestamptz",
+        schema="pg_catalog",
+        encoder=_timestamp_encode,
+        decoder=_TIMESTAMPS.__getitem__,
+        format="tuple",
+    )
 
 
 def _json_encode(value: bytes | str) -> bytes:
@@ -161,21 +172,68 @@ def _jsonb_decode(value: bytes) -> bytes:
     return value[1:]
 
 
+# timestamptz travels as microseconds since 2000-01-01 UTC (the "tuple" format).
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_INFINITY = 2**63 - 1
+_INFINITIES = {
+    (_INFINITY,): datetime.max.replace(tzinfo=UTC),
+    (-_INFINITY - 1,): datetime.min.replace(tzinfo=UTC),
+}
+
+
+class _Timestamps(dict[tuple[int], datetime]):
+    """Decoded timestamps by their stored value; a value seen before costs a lookup.
+
+    asyncpg builds a new datetime for every timestamp of every row, and that is
+    the dearest part of decoding an event (two per event). Timestamps repeat:
+    the events of one append share `recorded_at`, and a stream read again (by
+    the read model, the audit, a follower) has the same ones. The hit path is
+    the dict's own C lookup; at most 4,096 entries are kept.
+    """
+
+    def __missing__(self, key: tuple[int]) -> datetime:
+        if len(self) >= 4096:
+            self.clear()
+        found = _INFINITIES.get(key)
+        if found is None:
+            found = _PG_EPOCH + key[0] * _MICROSECOND
+        self[key] = found
+        return found
+
+
+_TIMESTAMPS = _Timestamps()
+
+
+def _timestamp_encode(value: datetime) -> tuple[int]:
+    if value.tzinfo is None:  # asyncpg's rule: a naive datetime is local time
+        value = value.astimezone()
+    return ((value - _PG_EPOCH) // _MICROSECOND,)
+
+
 def row_to_event(row: asyncpg.Record) -> RecordedEvent:
     """A stored event row (the store's column list, in its order) as a typed, upcasted event."""
-    (
-        stream_id,
-        version,
-        global_position,
-        transaction_id,
-        event_id,
-        event_type,
-        schema_version,
-        data,
-        metadata,
-        occurred_at,
-        recorded_at,
-    ) = row
+    return _recorded(*row)
+
+
+def stream_row_to_event(stream_id: str, row: asyncpg.Record) -> RecordedEvent:
+    """A row of `STREAM_COLUMNS`, read from the stream `stream_id`, as a typed event."""
+    return _recorded(stream_id, *row)
+
+
+def _recorded(  # noqa: PLR0917  (one argument per column)
+    stream_id: str,
+    version: int,
+    global_position: int,
+    transaction_id: int,
+    event_id: uuid.UUID,
+    event_type: str,
+    schema_version: int,
+    data: bytes,
+    metadata: bytes,
+    occurred_at: datetime,
+    recorded_at: datetime,
+) -> RecordedEvent:
     return RecordedEvent(
         stream_id=stream_id,
         version=version,
@@ -333,7 +391,7 @@ class EventStore:
         """
         while page := await self.pool.fetch(_READ_STREAM_PAGE, stream_id, from_version, page_size):
             for row in page:
-                yield row_to_event(row)
+                yield stream_row_to_event(stream_id, row)
             if len(page) < page_size:
                 return
             from_version = page[-1]["version"] + 1
@@ -442,7 +500,7 @@ async def fetch_stream(
 ) -> list[RecordedEvent]:
     """`EventStore.read_stream` on a given connection (for callers inside a transaction)."""
     rows = await conn.fetch(_READ_STREAM, stream_id, from_version)
-    return [row_to_event(row) for row in rows]
+    return [_recorded(stream_id, *row) for row in rows]
 
 
 def _append_args(

@@ -22,7 +22,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from events.store import row_to_event
+from events.store import STREAM_COLUMNS, stream_row_to_event
 from events.types import Metadata, RecordedEvent
 
 log = structlog.get_logger(__name__)
@@ -76,10 +76,8 @@ def sse_message(event: RecordedEvent) -> bytes:
     )
 
 
-_PAGE = """
-SELECT stream_id, version, global_position, transaction_id, event_id, type, schema_version,
-       data, metadata, occurred_at, recorded_at
-  FROM events
+_PAGE = f"""
+SELECT {STREAM_COLUMNS} FROM events
  WHERE stream_id = $1 AND version > $2
  ORDER BY version
  LIMIT $3
@@ -92,7 +90,7 @@ async def read_page(
     """Up to `limit` events with `version > after`, and whether more follow."""
     # One extra row answers "is there more?" without a count.
     rows = await pool.fetch(_PAGE, stream_id, after, limit + 1)
-    return [row_to_event(row) for row in rows[:limit]], len(rows) > limit
+    return [stream_row_to_event(stream_id, row) for row in rows[:limit]], len(rows) > limit
 
 
 class FeedHub:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import msgspec
@@ -11,7 +12,7 @@ import pytest
 
 from events import codec
 from events.errors import ConcurrencyError, IdempotencyConflictError
-from events.store import EventStore
+from events.store import _TIMESTAMPS, EventStore
 from events.types import Metadata, NewEvent, RunCancelled, RunCompleted, TestStarted
 
 LOCK_WAITERS = """
@@ -657,3 +658,55 @@ async def test_payloads_and_metadata_are_stored_as_written(
     )
     assert codec.encode(new.event)[2].decode() == row["data"]
     assert msgspec.json.encode(new.metadata).decode() == row["metadata"]
+
+
+TIMES = [
+    datetime(2026, 11, 23, 0, 30, 1, 123456, tzinfo=UTC),
+    datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before the wire's epoch
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(2026, 3, 29, 3, 0, 0, 1, tzinfo=timezone(timedelta(hours=2))),
+]
+
+
+@pytest.mark.parametrize("value", TIMES, ids=str)
+async def test_timestamps_travel_both_ways_exactly(pool: asyncpg.Pool, value: datetime) -> None:
+    """The store's timestamptz codec: what PostgreSQL reads is what was sent, and back."""
+    async with pool.acquire() as conn:
+        await conn.execute("SET TIME ZONE 'UTC'")
+        text = await conn.fetchval("SELECT $1::timestamptz::text", value)
+        assert text == value.astimezone(UTC).isoformat(sep=" ").replace("+00:00", "+00")
+        back = await conn.fetchval(f"SELECT '{text}'::timestamptz")
+        assert back == value
+        assert back.utcoffset() == timedelta(0)
+        again = await conn.fetchval(f"SELECT '{text}'::timestamptz")
+        assert again is back  # the second decoding is a lookup
+
+
+async def test_naive_timestamps_are_local_time_and_infinity_decodes(pool: asyncpg.Pool) -> None:
+    """As asyncpg's own codec: a naive datetime is the machine's local time."""
+    naive = datetime(2026, 11, 23, 1, 2, 3, 4)
+    assert await pool.fetchval("SELECT $1::timestamptz", naive) == naive.astimezone()
+    assert await pool.fetchval("SELECT 'infinity'::timestamptz") == datetime.max.replace(tzinfo=UTC)
+    assert await pool.fetchval("SELECT '-infinity'::timestamptz") == datetime.min.replace(
+        tzinfo=UTC
+    )
+
+
+async def test_the_timestamp_memo_stays_bounded(pool: asyncpg.Pool) -> None:
+    """Many distinct timestamps decode right and the memo never holds more than 4,096."""
+    rows = await pool.fetch(
+        "SELECT i, timestamptz '2026-01-01 00:00:00+00' + i * interval '1 microsecond' AS at"
+        " FROM generate_series(1, 10000) AS i"
+    )
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    assert all(row["at"] == start + timedelta(microseconds=row["i"]) for row in rows)
+    assert len(_TIMESTAMPS) <= 4096
+
+
+async def test_stream_reads_carry_their_stream_id(store: EventStore) -> None:
+    """Stream rows leave the id out; every event read still names its stream."""
+    await store.append("run-one", batch(3, "one"), 0)
+    await store.append("run-two", batch(2, "two"), 0)
+    assert [e.stream_id for e in await store.read_stream("run-one")] == ["run-one"] * 3
+    paged = [e async for e in store.iterate_stream("run-two", page_size=1)]
+    assert [(e.stream_id, e.version) for e in paged] == [("run-two", 1), ("run-two", 2)]
