@@ -230,6 +230,8 @@ _PAYLOAD = msgspec.json.encode(
      "attempt": 1, "worker": "bench"}
 )  # fmt: skip
 WRITERS = 16
+# Turns each side takes in the append and read workloads (see _alternating).
+TURNS = 8
 
 
 async def _store_pool(dsn: str, size: int = WRITERS) -> asyncpg.Pool:
@@ -240,39 +242,58 @@ async def _store_pool(dsn: str, size: int = WRITERS) -> asyncpg.Pool:
     return pool
 
 
+async def _alternating(
+    sides: dict[str, Callable[[int], Awaitable[None]]], turns: int = TURNS
+) -> dict[str, float]:
+    """Seconds each side spent, taking turns A B B A ...: 16 workers at a time.
+
+    Each call of a side does 1/turns of its work. On a shared machine the speed
+    drifts within seconds; alternating short turns puts the drift on both sides.
+    """
+    spent = dict.fromkeys(sides, 0.0)
+    for turn in range(turns):
+        order = list(sides.items())
+        for name, side in order if turn % 2 == 0 else reversed(order):
+            started = time.perf_counter()
+            await asyncio.gather(*(side(worker) for worker in range(WRITERS)))
+            spent[name] += time.perf_counter() - started
+    return spent
+
+
 async def append_once(admin: str, per_transaction: int, total: int) -> dict[str, float]:
     """16 writers, `per_transaction` events per append: ours and plain INSERTs, events/s."""
     from events.store import EventStore  # noqa: PLC0415
     from events.types import NewEvent, TestStarted  # noqa: PLC0415
 
-    each = total // WRITERS // per_transaction
+    each = total // WRITERS // per_transaction // TURNS
     async with Database(admin) as database:
         pool = await _store_pool(database.dsn)
         store = EventStore(pool)
+        ours_at = [0] * WRITERS
+        reference_at = [0] * WRITERS
         try:
 
             async def ours(writer: int) -> None:
                 # The reference's pattern: a connection per writer, each append its
                 # own transaction; plus the wake-up each append sends after commit.
-                version = 0
                 async with pool.acquire() as conn:
                     for _ in range(each):
                         events = [
                             NewEvent(event=TestStarted(result_id="r", test_id="t", worker="bench"))
                             for _ in range(per_transaction)
                         ]
-                        await store.append(f"run-w{writer}", events, version, conn=conn)
+                        await store.append(f"run-w{writer}", events, ours_at[writer], conn=conn)
                         store.announce(f"run-w{writer}")
-                        version += per_transaction
+                        ours_at[writer] += per_transaction
 
             async def reference(writer: int) -> None:
-                version = 0
                 sql = (
                     "INSERT INTO bench_minimal (stream_id, version, type, data)"
                     " VALUES ($1, $2, $3, $4)"
                 )
                 async with pool.acquire() as conn:
                     for _ in range(each):
+                        version = reference_at[writer]
                         rows = [
                             (f"w{writer}", version + i + 1, "test.started", _PAYLOAD)
                             for i in range(per_transaction)
@@ -281,16 +302,13 @@ async def append_once(admin: str, per_transaction: int, total: int) -> dict[str,
                             await conn.execute(sql, *rows[0])
                         else:
                             await conn.executemany(sql, rows)
-                        version += per_transaction
+                        reference_at[writer] += per_transaction
 
-            timings = {}
-            for name, writer in (("reference", reference), ("ours", ours)):
-                started = time.perf_counter()
-                await asyncio.gather(*(writer(w) for w in range(WRITERS)))
-                timings[name] = each * per_transaction * WRITERS / (time.perf_counter() - started)
+            spent = await _alternating({"reference": reference, "ours": ours})
         finally:
             await pool.close()
-    return timings
+    done = each * TURNS * per_transaction * WRITERS
+    return {name: done / seconds for name, seconds in spent.items()}
 
 
 async def read_once(admin: str, reads: int) -> dict[str, float]:
@@ -317,7 +335,7 @@ async def read_once(admin: str, reads: int) -> dict[str, float]:
                     " VALUES ($1, $2, 'test.started', $3)",
                     [(f"r{stream}", v, _PAYLOAD) for v in range(1, 11)],
                 )
-            each = reads // WRITERS
+            each = reads // WRITERS // TURNS
 
             async def ours(reader: int) -> None:
                 # The reference's pattern: a connection per reader.
@@ -335,14 +353,10 @@ async def read_once(admin: str, reads: int) -> dict[str, float]:
                     for _ in range(each):
                         assert len(await conn.fetch(sql, f"r{reader}")) == 10  # noqa: S101
 
-            timings = {}
-            for name, reader in (("reference", reference), ("ours", ours)):
-                started = time.perf_counter()
-                await asyncio.gather(*(reader(r) for r in range(WRITERS)))
-                timings[name] = each * WRITERS / (time.perf_counter() - started)
+            spent = await _alternating({"reference": reference, "ours": ours})
         finally:
             await pool.close()
-    return timings
+    return {name: each * TURNS * WRITERS / seconds for name, seconds in spent.items()}
 
 
 async def _wait_final(conn: asyncpg.Connection) -> None:
