@@ -102,6 +102,14 @@ def _later(current: RunSummary | None, candidate: RunSummary) -> RunSummary:
     return current
 
 
+_UPSERT_SUMMARIES = """
+INSERT INTO test_run_summaries (test_id, organisation_id, latest, latest_passing, latest_failing)
+SELECT * FROM unnest($1::text[], $2::text[], $3::json[], $4::json[], $5::json[])
+ON CONFLICT (test_id) DO UPDATE
+   SET latest = EXCLUDED.latest, latest_passing = EXCLUDED.latest_passing,
+       latest_failing = EXCLUDED.latest_failing
+"""
+
 # A test's latest, latest passing and latest failing summaries.
 Latest = tuple[RunSummary | None, RunSummary | None, RunSummary | None]
 _NONE: Latest = (None, None, None)
@@ -199,14 +207,5 @@ class LatestRunSummaries:
             )
             merged = _merged((latest, passing, failing), summaries)
             updates.append((test_id, organisations[test_id], *_encoded(merged)))
-        await conn.executemany(
-            """
-            INSERT INTO test_run_summaries (test_id, organisation_id, latest, latest_passing,
-                                            latest_failing)
-            VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (test_id) DO UPDATE
-               SET latest = EXCLUDED.latest, latest_passing = EXCLUDED.latest_passing,
-                   latest_failing = EXCLUDED.latest_failing
-            """,
-            updates,
-        )
+        # One statement for the batch (a test appears once in `updates`).
+        await conn.execute(_UPSERT_SUMMARIES, *(list(c) for c in zip(*updates, strict=True)))
