@@ -34,8 +34,8 @@ CREATE TABLE test_results (
     started_at               timestamptz,
     verdict                  text
 -- Room on each page so that a result's updates (queued, running, completed)
--- are HOT: no new index entries.
-) WITH (fillfactor = 70);
+-- are HOT: no new index entries (see 0007_result_updates_stay_on_their_page).
+) WITH (fillfactor = 40);
 
 CREATE INDEX test_results_run_idx ON test_results (run_id, position);
 CREATE INDEX test_results_test_idx ON test_results (organisation_id, test_id);

@@ -27,17 +27,26 @@ SELECT t.relname, c.conname, c.contype::text, pg_get_constraintdef(c.oid)
  ORDER BY t.relname, c.conname
 """
 
+_STORAGE = """
+SELECT t.relname, coalesce(t.reloptions, '{}')::text
+  FROM pg_class t
+ WHERE t.relnamespace = $1::regnamespace AND t.relname = ANY ($2::text[])
+ ORDER BY t.relname
+"""
+
 TABLES = ["test_runs", "test_results", "test_queue"]
+QUERIES = (_COLUMNS, _INDEXES, _CONSTRAINTS, _STORAGE)
 
 
 async def test_migrated_read_models_equal_the_declared_ones(pool: asyncpg.Pool) -> None:
-    """Columns, types, nullability, defaults and indexes agree, so a swap changes no schema."""
+    """Columns, types, nullability, defaults, indexes and storage parameters (fillfactor)
+    agree, so a swap changes no schema."""
     async with pool.acquire() as conn:
         await conn.execute("CREATE SCHEMA declared")
         async with conn.transaction():
             await conn.execute("SET LOCAL search_path TO declared")
             await conn.execute(declared_schema())
-        for query in (_COLUMNS, _INDEXES, _CONSTRAINTS):
+        for query in QUERIES:
             migrated = [tuple(r) for r in await conn.fetch(query, "public", TABLES)]
             declared = [tuple(r) for r in await conn.fetch(query, "declared", TABLES)]
             assert migrated
@@ -45,13 +54,13 @@ async def test_migrated_read_models_equal_the_declared_ones(pool: asyncpg.Pool) 
 
 
 async def test_a_rebuild_swaps_in_the_declared_keys_and_indexes(pool: asyncpg.Pool) -> None:
-    """The rebuild loads its tables without keys or indexes and makes them after: the
-    swapped-in tables have every one of them, as declared."""
+    """The rebuild loads its tables without keys, indexes or fillfactor and restores them
+    after: the swapped-in tables have every one of them, as declared."""
 
     async def schema(conn: asyncpg.Connection, name: str) -> list[tuple[object, ...]]:
         return [
             tuple(r)
-            for query in (_COLUMNS, _INDEXES, _CONSTRAINTS)
+            for query in QUERIES
             for r in await conn.fetch(query, name, TABLES)
         ]
 
@@ -63,5 +72,6 @@ async def test_a_rebuild_swaps_in_the_declared_keys_and_indexes(pool: asyncpg.Po
             await conn.execute("SET LOCAL search_path TO declared")
             await conn.execute(declared_schema())
         rebuilt = await schema(conn, "public")
-        assert [r for r in rebuilt if r[2] == "p"], "no primary keys at all"
+        assert [r for r in rebuilt if r[2:3] == ("p",)], "no primary keys at all"
+        assert ("test_results", "{fillfactor=40}") in rebuilt
         assert rebuilt == await schema(conn, "declared")
