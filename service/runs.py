@@ -119,8 +119,6 @@ async def create_run(
 
 
 # Freshness compares what each test of the run tested with what the current
-# draft would test, at read time, so it is right the moment a block or test changes.
-# Freshness compares what each test of the run tested with what the current
 # draft would test, at read time, so it is right the moment a block or test
 # changes. While the workflow is at the revision the run snapshotted, nothing
 # changed: the one-time filter skips the comparison of every test.
