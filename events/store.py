@@ -175,11 +175,13 @@ def _jsonb_decode(value: bytes) -> bytes:
 # timestamptz travels as microseconds since 2000-01-01 UTC (the "tuple" format).
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+# PostgreSQL's ±infinity are datetime.max and datetime.min, as in asyncpg.
 _INFINITY = 2**63 - 1
 _INFINITIES = {
     (_INFINITY,): datetime.max.replace(tzinfo=UTC),
     (-_INFINITY - 1,): datetime.min.replace(tzinfo=UTC),
 }
+_ENCODED_INFINITIES = {datetime.max: (_INFINITY,), datetime.min: (-_INFINITY - 1,)}
 
 
 class _Timestamps(dict[tuple[int], datetime]):
@@ -206,6 +208,10 @@ _TIMESTAMPS = _Timestamps()
 
 
 def _timestamp_encode(value: datetime) -> tuple[int]:
+    if value.year in (1, 9999):
+        infinity = _ENCODED_INFINITIES.get(value.replace(tzinfo=None))
+        if infinity is not None:
+            return infinity
     if value.tzinfo is None:  # asyncpg's rule: a naive datetime is local time
         value = value.astimezone()
     return ((value - _PG_EPOCH) // _MICROSECOND,)

@@ -683,9 +683,19 @@ async def test_timestamps_travel_both_ways_exactly(pool: asyncpg.Pool, value: da
 
 
 async def test_naive_timestamps_are_local_time_and_infinity_decodes(pool: asyncpg.Pool) -> None:
-    """As asyncpg's own codec: a naive datetime is the machine's local time."""
+    """As asyncpg's own codec: a naive datetime is the machine's local time, and
+    datetime.max and datetime.min are PostgreSQL's infinities, both ways."""
     naive = datetime(2026, 11, 23, 1, 2, 3, 4)
     assert await pool.fetchval("SELECT $1::timestamptz", naive) == naive.astimezone()
+    for value, text in (
+        (datetime.max, "infinity"),
+        (datetime.max.replace(tzinfo=UTC), "infinity"),
+        (datetime.min, "-infinity"),
+        (datetime.min.replace(tzinfo=UTC), "-infinity"),
+    ):
+        assert await pool.fetchval("SELECT $1::timestamptz::text", value) == text
+    last_day = datetime(9999, 12, 31, tzinfo=UTC)  # not an infinity
+    assert await pool.fetchval("SELECT $1 = '9999-12-31 00:00:00+00'::timestamptz", last_day)
     assert await pool.fetchval("SELECT 'infinity'::timestamptz") == datetime.max.replace(tzinfo=UTC)
     assert await pool.fetchval("SELECT '-infinity'::timestamptz") == datetime.min.replace(
         tzinfo=UTC
