@@ -455,6 +455,15 @@ async def test_the_feed_listens_again_after_postgresql_restarts(
         await pool.close()
 
 
+def _missing(expected: set[str], logs: list[dict[str, Any]]) -> str:
+    """What a recovery lacks, and the last log entries of the loops it concerns (a
+    string: pytest would shorten any other message)."""
+    missing = expected - {entry["event"] for entry in logs}
+    prefixes = tuple({event.split("_")[0] + "_" for event in missing})
+    said = [e for e in logs if e["event"].startswith(prefixes)][-12:]
+    return f"missing {sorted(missing)}; their loops said {said}"
+
+
 async def test_while_postgresql_is_down_the_loops_back_off_and_never_exit(
     private_pg: pg.PrivatePostgres, private_url: str
 ) -> None:
@@ -492,7 +501,7 @@ async def test_while_postgresql_is_down_the_loops_back_off_and_never_exit(
                 }
                 deadline = time.monotonic() + 15
                 while not expected <= {entry["event"] for entry in logs}:
-                    assert time.monotonic() < deadline, {entry["event"] for entry in logs}
+                    assert time.monotonic() < deadline, _missing(expected, logs)
                     await asyncio.sleep(0.1)
                 deadline = time.monotonic() + 15
                 while [e["event"] for e in logs].count("projection_leader_elected") < 2:
