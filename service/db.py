@@ -74,6 +74,8 @@ class ServicePool(asyncpg.Pool):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.acquire_timeout = acquire_timeout
         self._turns = asyncio.Semaphore(kwargs.get("max_size", 10))
+        # The connections handed out, each holding a turn until its release.
+        self._with_turn: set[Any] = set()
 
     def acquire(self, *, timeout: float | None = None) -> Any:
         """Acquire a connection, within `timeout` or else the pool's `acquire_timeout`."""
@@ -83,21 +85,25 @@ class ServicePool(asyncpg.Pool):  # type: ignore[misc]
         async with asyncio.timeout(timeout):
             await self._turns.acquire()
             try:
-                return await super()._acquire(None)
+                connection = await super()._acquire(None)
             except BaseException:
                 self._turns.release()
                 raise
+            self._with_turn.add(connection)
+            return connection
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Give a connection back, and its turn to the next caller in line."""
-        holder = getattr(connection, "_holder", None)
-        held = (
-            getattr(connection, "_con", None) is not None and getattr(holder, "_pool", None) is self
-        )
+        """Give a connection back, and its turn to the next caller in line.
+
+        The turn is the caller's, not the connection's: a connection that died
+        while held (PostgreSQL restarting) is already back in asyncpg's queue,
+        and its turn still comes back here, once.
+        """
         try:
             await super().release(connection, timeout=timeout)
         finally:
-            if held:
+            if connection in self._with_turn:
+                self._with_turn.discard(connection)
                 self._turns.release()
 
 

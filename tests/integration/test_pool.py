@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from service.db import create_pool
@@ -61,3 +62,38 @@ async def test_waiting_for_a_connection_ends_at_the_timeout_and_gives_the_turn_b
                 await pool.fetchval("SELECT 1")  # still one connection, one turn
     finally:
         await pool.close()
+
+
+async def test_a_connection_that_dies_while_held_gives_its_turn_back(database_url: str) -> None:
+    """A held connection killed under its holder (PostgreSQL restarting, a backend
+    terminated) is back in asyncpg's queue before the holder releases it; the
+    holder's release still returns its turn, so the pool keeps all its connections.
+    """
+    pool = await create_pool(database_url, min_size=1, max_size=2, acquire_timeout_s=2)
+    killer = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        for _ in range(3):  # more deaths than the pool has connections
+            async with pool.acquire() as conn:
+                pid = await conn.fetchval("SELECT pg_backend_pid()")
+                await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+                await _until_detached(conn)
+        both = [await pool.acquire(), await pool.acquire()]
+        assert [1, 1] == [await conn.fetchval("SELECT 1") for conn in both]
+        for conn in both:
+            await pool.release(conn)
+    finally:
+        await killer.close()
+        await pool.close()
+
+
+async def _until_detached(conn: asyncpg.Connection, within_s: float = 5) -> None:
+    """Wait until asyncpg has noticed the connection's death and taken it back."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            conn.is_closed()
+        except asyncpg.InterfaceError:  # "released back to the pool"
+            return
+        await asyncio.sleep(0.01)
+    msg = "asyncpg did not notice the terminated connection"
+    raise AssertionError(msg)
