@@ -63,6 +63,15 @@ WITH finished AS MATERIALIZED (
 {_RESULTS} WHERE id IN ({_LATEST_OF_EACH_TEST})
 """
 
+# A batch's merged summaries, one row per test, in one statement.
+_UPSERT_SUMMARIES = """
+INSERT INTO test_run_summaries (test_id, organisation_id, latest, latest_passing, latest_failing)
+SELECT * FROM unnest($1::text[], $2::text[], $3::json[], $4::json[], $5::json[])
+ON CONFLICT (test_id) DO UPDATE
+   SET latest = EXCLUDED.latest, latest_passing = EXCLUDED.latest_passing,
+       latest_failing = EXCLUDED.latest_failing
+"""
+
 
 def summarise(result: WorkflowTestResult, validity_fingerprint: str) -> RunSummary | None:
     """The summary of a result that has finished after starting (None before that).
@@ -101,14 +110,6 @@ def _later(current: RunSummary | None, candidate: RunSummary) -> RunSummary:
         return candidate
     return current
 
-
-_UPSERT_SUMMARIES = """
-INSERT INTO test_run_summaries (test_id, organisation_id, latest, latest_passing, latest_failing)
-SELECT * FROM unnest($1::text[], $2::text[], $3::json[], $4::json[], $5::json[])
-ON CONFLICT (test_id) DO UPDATE
-   SET latest = EXCLUDED.latest, latest_passing = EXCLUDED.latest_passing,
-       latest_failing = EXCLUDED.latest_failing
-"""
 
 # A test's latest, latest passing and latest failing summaries.
 Latest = tuple[RunSummary | None, RunSummary | None, RunSummary | None]

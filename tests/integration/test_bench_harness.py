@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +20,7 @@ from projections.rebuild import rebuild
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
+import bench  # noqa: E402
 import bench_history  # noqa: E402
 import bench_http  # noqa: E402
 
@@ -122,3 +124,23 @@ async def test_aiohttp_load_generator_against_the_minimal_handler(tmp_path: Path
     assert result["requests"] > 0
     assert 0 == result["errors"]
     assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+async def test_bench_sides_take_alternating_turns() -> None:
+    """Append and read compare in turns A B B A ...: each side's time is the sum of its
+    turns, with every worker of a side running in each of them."""
+    calls: list[tuple[str, int]] = []
+
+    def side(name: str) -> Callable[[int], Awaitable[None]]:
+        async def work(worker: int) -> None:
+            calls.append((name, worker))
+            await asyncio.sleep(0.01 if name == "ours" else 0)
+
+        return work
+
+    spent = await bench._alternating({"reference": side("reference"), "ours": side("ours")}, 4)
+    turns = [name for name, worker in calls if worker == 0]
+    assert turns == ["reference", "ours", "ours", "reference"] * 2
+    assert len(calls) == 8 * bench.WRITERS
+    assert spent["ours"] >= 4 * 0.01
+    assert spent["reference"] < spent["ours"]
