@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -20,7 +20,7 @@ import structlog
 
 from events import codec
 from events.errors import AppendOnlyError, ConcurrencyError, IdempotencyConflictError
-from events.types import Metadata, NewEvent, RecordedEvent
+from events.types import EVENT_TYPES, Metadata, NewEvent, RecordedEvent, RunEvent
 
 WRONG_EXPECTED_VERSION = "EV001"
 IDEMPOTENCY_CONFLICT = "EV002"
@@ -31,6 +31,8 @@ log = structlog.get_logger(__name__)
 _metadata_encoder = msgspec.json.Encoder()
 _metadata_decoder = msgspec.json.Decoder(Metadata)
 _NO_METADATA = Metadata()
+# The payload of an event at its type's current schema version (see `recorded_events`).
+_decode_current = msgspec.json.Decoder(RunEvent).decode
 
 
 class Checkpoint(NamedTuple):
@@ -217,41 +219,52 @@ def _timestamp_encode(value: datetime) -> tuple[int]:
     return ((value - _PG_EPOCH) // _MICROSECOND,)
 
 
-def row_to_event(row: asyncpg.Record) -> RecordedEvent:
-    """A stored event row (the store's column list, in its order) as a typed, upcasted event."""
-    return _recorded(*row)
+def recorded_events(
+    stream_ids: Iterable[str], rows: Iterable[Sequence[Any]]
+) -> list[RecordedEvent]:
+    """Stored rows of `STREAM_COLUMNS` (in its order), from these streams, as typed events.
+
+    Every read of the store comes through here (`repeat(stream_id)` for one
+    stream's rows), so the common case costs no call per event beyond
+    msgspec's own: a payload at its type's current schema version is decoded
+    directly (`codec.decode` upcasts the others) and empty metadata is shared.
+    """
+    events = []
+    for stream_id, (
+        version,
+        global_position,
+        transaction_id,
+        event_id,
+        event_type,
+        schema_version,
+        data,
+        metadata,
+        occurred_at,
+        recorded_at,
+    ) in zip(stream_ids, rows, strict=False):  # stream_ids may be an endless repeat()
+        current = EVENT_TYPES.get(event_type)
+        events.append(
+            RecordedEvent(
+                stream_id=stream_id,
+                version=version,
+                global_position=global_position,
+                transaction_id=transaction_id,
+                event_id=event_id,
+                schema_version=schema_version,
+                occurred_at=occurred_at,
+                recorded_at=recorded_at,
+                event=_decode_current(data)
+                if current is not None and current.schema_version == schema_version
+                else codec.decode(event_type, schema_version, data),
+                metadata=_NO_METADATA if metadata == b"{}" else _metadata(metadata),
+            )
+        )
+    return events
 
 
-def stream_row_to_event(stream_id: str, row: asyncpg.Record) -> RecordedEvent:
-    """A row of `STREAM_COLUMNS`, read from the stream `stream_id`, as a typed event."""
-    return _recorded(stream_id, *row)
-
-
-def _recorded(  # noqa: PLR0917  (one argument per column)
-    stream_id: str,
-    version: int,
-    global_position: int,
-    transaction_id: int,
-    event_id: uuid.UUID,
-    event_type: str,
-    schema_version: int,
-    data: bytes,
-    metadata: bytes,
-    occurred_at: datetime,
-    recorded_at: datetime,
-) -> RecordedEvent:
-    return RecordedEvent(
-        stream_id=stream_id,
-        version=version,
-        global_position=global_position,
-        transaction_id=transaction_id,
-        event_id=event_id,
-        schema_version=schema_version,
-        occurred_at=occurred_at,
-        recorded_at=recorded_at,
-        event=codec.decode(event_type, schema_version, data),
-        metadata=_metadata(metadata),
-    )
+def _events_of_all(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
+    """Rows of `_COLUMNS` (the stream id, then `STREAM_COLUMNS`) as typed events."""
+    return recorded_events([row[0] for row in rows], [row[1:] for row in rows])
 
 
 _seen_metadata: dict[bytes, Metadata] = {}
@@ -259,8 +272,6 @@ _seen_metadata: dict[bytes, Metadata] = {}
 
 def _metadata(raw: bytes) -> Metadata:
     """Decoded metadata; the same bytes (a request's, a runner's) decode once."""
-    if raw == b"{}":
-        return _NO_METADATA
     found = _seen_metadata.get(raw)
     if found is None:
         if len(_seen_metadata) >= 4096:
@@ -396,8 +407,8 @@ class EventStore:
         For streams too long to hold at once (audits): memory stays one page.
         """
         while page := await self.pool.fetch(_READ_STREAM_PAGE, stream_id, from_version, page_size):
-            for row in page:
-                yield stream_row_to_event(stream_id, row)
+            for event in recorded_events(repeat(stream_id), page):
+                yield event
             if len(page) < page_size:
                 return
             from_version = page[-1]["version"] + 1
@@ -425,7 +436,7 @@ class EventStore:
             rows = await conn.fetch(_READ_ALL, *after, limit)
         else:
             rows = await self.pool.fetch(_READ_ALL, *after, limit)
-        return [row_to_event(row) for row in rows]
+        return _events_of_all(rows)
 
     async def iterate_all(
         self, after: Checkpoint = ORIGIN, page_size: int = 1000
@@ -443,8 +454,8 @@ class EventStore:
                     last = rows[-1]
                     after = Checkpoint(last["transaction_id"], last["global_position"])
                     ahead = asyncio.ensure_future(self.pool.fetch(_READ_ALL, *after, page_size))
-                for row in rows:
-                    yield row_to_event(row)
+                for event in _events_of_all(rows):
+                    yield event
                 if ahead is None:
                     return
                 rows, ahead = await ahead, None
@@ -506,7 +517,7 @@ async def fetch_stream(
 ) -> list[RecordedEvent]:
     """`EventStore.read_stream` on a given connection (for callers inside a transaction)."""
     rows = await conn.fetch(_READ_STREAM, stream_id, from_version)
-    return [_recorded(stream_id, *row) for row in rows]
+    return recorded_events(repeat(stream_id), rows)
 
 
 def _append_args(

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 import asyncpg
@@ -22,7 +23,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from events.store import STREAM_COLUMNS, stream_row_to_event
+from events.store import STREAM_COLUMNS, recorded_events
 from events.types import Metadata, RecordedEvent
 
 log = structlog.get_logger(__name__)
@@ -90,7 +91,7 @@ async def read_page(
     """Up to `limit` events with `version > after`, and whether more follow."""
     # One extra row answers "is there more?" without a count.
     rows = await pool.fetch(_PAGE, stream_id, after, limit + 1)
-    return [stream_row_to_event(stream_id, row) for row in rows[:limit]], len(rows) > limit
+    return recorded_events(repeat(stream_id), rows[:limit]), len(rows) > limit
 
 
 class FeedHub:
