@@ -71,7 +71,7 @@ _FEW_STREAMS = 20  # few enough streams left to catch up under the lock
 
 # What the fold reads of every event of a range of streams (bounds may be
 # NULL: open), ordered by stream and version.
-_EVENTS_OF_STREAMS = """
+EVENTS_OF_STREAMS = """
 SELECT stream_id, version, type, schema_version, data, occurred_at
   FROM events
  WHERE ($1::text IS NULL OR stream_id >= $1) AND ($2::text IS NULL OR stream_id < $2)
@@ -206,7 +206,7 @@ async def _chunks(
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
     """Every event row of a range of streams, ordered by stream and version, in
     chunks; the next chunk is fetched while the caller folds the current one."""
-    cursor = await reader.cursor(_EVENTS_OF_STREAMS, *streams)
+    cursor = await reader.cursor(EVENTS_OF_STREAMS, *streams)
     ahead = asyncio.ensure_future(cursor.fetch(_BATCH))
     try:
         while rows := await ahead:
@@ -222,7 +222,7 @@ async def _chunks(
 async def _streams(
     chunks: AsyncIterator[list[asyncpg.Record]],
 ) -> AsyncIterator[list[Step]]:
-    """Group ordered event rows (`_EVENTS_OF_STREAMS`) into one list of decoded steps per
+    """Group ordered event rows (`EVENTS_OF_STREAMS`) into one list of decoded steps per
     stream."""
     current: list[Step] = []
     stream = None
@@ -277,7 +277,7 @@ async def rebuild(
             async with writer.transaction():
                 await writer.execute(f"SET LOCAL search_path TO {side}")
                 await writer.execute(declared_schema())
-            restore = await _ready_for_bulk_load(writer, side)
+            restore = await ready_for_bulk_load(writer, side)
             snapshot = await _build(
                 reader,
                 writer,
@@ -319,7 +319,7 @@ async def rebuild(
     return report
 
 
-async def _ready_for_bulk_load(conn: asyncpg.Connection, schema: str) -> list[str]:
+async def ready_for_bulk_load(conn: asyncpg.Connection, schema: str) -> list[str]:
     """Drop the keys, indexes and fillfactors of the side tables; return the statements
     that restore them.
 
