@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import os
 import socket
 import subprocess
 import sys
@@ -144,3 +146,37 @@ async def test_bench_sides_take_alternating_turns() -> None:
     assert len(calls) == 8 * bench.WRITERS
     assert spent["ours"] >= 4 * 0.01
     assert spent["reference"] < spent["ours"]
+
+
+async def test_rebuild_floor_measures_both_sides_and_leaves_the_read_models(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    """The floor loads the rebuilt rows into a side schema it drops; it counts CPU per event."""
+    async with pool.acquire() as conn:
+        history = await bench_history.build(conn, 3_000, 20)
+    await rebuild(pool)
+    counts = "SELECT (SELECT count(*) FROM test_runs), (SELECT count(*) FROM test_results)"
+    before = tuple(await pool.fetchrow(counts))
+    data_directory = await pool.fetchval("SHOW data_directory")
+    floor = await bench.rebuild_floor(database_url, data_directory, history.events)
+    assert floor["floor_client_us"] > 0
+    if bench._server_cpu_s(data_directory) is None:  # a server on another machine
+        assert math.isnan(floor["floor_server_us"])
+    else:
+        assert floor["floor_server_us"] > 0
+    assert before == tuple(await pool.fetchrow(counts))
+    assert not await pool.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'bench_floor')"
+    )
+
+
+def test_rebuild_floor_rows_give_the_bound_of_both_sides() -> None:
+    """The floor's bound is the cores over the floor's CPU per event, both sides together."""
+    sample = {"client_us": 20.0, "server_us": 20.0, "floor_client_us": 8.0, "floor_server_us": 12.0}
+    rows = bench._rebuild_cpu_rows([sample])
+    cores = os.cpu_count() or 1
+    floor_client, floor_server = rows[-2], rows[-1]
+    assert floor_client[1].startswith("8.0")
+    assert "0.40x the script's" == floor_client[3]
+    assert floor_server[1].startswith("12.0")
+    assert f"at most {cores / 20.0 * 1e6:,.0f} events/s" in floor_server[3]
