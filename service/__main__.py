@@ -313,9 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         from service import audit  # noqa: PLC0415  (loads only when used)
 
         if args.command == "repair-after-restore":
-            return _run(
-                audit.repair_after_restore(resolve_dsn(config), burn=not args.no_burn)
-            )
+            return _run(audit.repair_after_restore(resolve_dsn(config), burn=not args.no_burn))
         try:
             since = audit.parse_time(args.since) if args.since else None
             until = audit.parse_time(args.until) if args.until else None
