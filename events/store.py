@@ -229,7 +229,7 @@ def recorded_events(
     msgspec's own: a payload at its type's current schema version is decoded
     directly (`codec.decode` upcasts the others) and empty metadata is shared.
     Lazily: a scan that consumes each event as it comes keeps only one alive
-    (a page of 1,000 decoded at once cost a commit-order scan a quarter more
+    (a page of 1,000 decoded at once cost a commit-order scan a third more
     CPU, most of it the garbage collector's).
     """
     for stream_id, (
