@@ -43,6 +43,8 @@ def minimal(port: int, body_file: str, content_type: str, dsn: str | None = None
 
     With `dsn`, each request first runs `SELECT 1` through an asyncpg pool of
     the service's size: the floor of any handler that asks PostgreSQL anything.
+    Its connections skip asyncpg's reset on release (`RESET ALL` and the rest,
+    a round trip per request), as the service's do (`service.db`).
     """
     body = Path(body_file).read_bytes()
     pools: list[Any] = []
@@ -59,7 +61,13 @@ def minimal(port: int, body_file: str, content_type: str, dsn: str | None = None
         if dsn is not None:
             import asyncpg  # noqa: PLC0415
 
-            pools.append(await asyncpg.create_pool(dsn, min_size=10, max_size=10))
+            class NoReset(asyncpg.Connection):  # type: ignore[misc]
+                def get_reset_query(self) -> str:
+                    return ""
+
+            pools.append(
+                await asyncpg.create_pool(dsn, min_size=10, max_size=10, connection_class=NoReset)
+            )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
