@@ -43,8 +43,9 @@ def minimal(port: int, body_file: str, content_type: str, dsn: str | None = None
 
     With `dsn`, each request first runs `SELECT 1` through an asyncpg pool of
     the service's size: the floor of any handler that asks PostgreSQL anything.
-    Its connections skip asyncpg's reset on release (`RESET ALL` and the rest,
-    a round trip per request), as the service's do (`service.db`).
+    Its connections are the service's (`service.db.ServiceConnection`), which
+    skip asyncpg's reset on release (`RESET ALL` and the rest, a round trip
+    per request).
     """
     body = Path(body_file).read_bytes()
     pools: list[Any] = []
@@ -61,12 +62,12 @@ def minimal(port: int, body_file: str, content_type: str, dsn: str | None = None
         if dsn is not None:
             import asyncpg  # noqa: PLC0415
 
-            class NoReset(asyncpg.Connection):  # type: ignore[misc]
-                def get_reset_query(self) -> str:
-                    return ""
+            from service.db import ServiceConnection  # noqa: PLC0415
 
             pools.append(
-                await asyncpg.create_pool(dsn, min_size=10, max_size=10, connection_class=NoReset)
+                await asyncpg.create_pool(
+                    dsn, min_size=10, max_size=10, connection_class=ServiceConnection
+                )
             )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
