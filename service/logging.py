@@ -45,15 +45,33 @@ _SECRET_TEXT = (
 )
 
 
+# Every pattern above needs one of these words (in some case): ASCII text without
+# any has nothing to mask (most values: ids, routes, statuses), and one search of
+# its lower case tells (a case-insensitive search costs five times as much). Other
+# text takes every pattern: Unicode case folding matches a long s (U+017F) to an s.
+_MAYBE_SECRET_TEXT = re.compile(
+    r"bearer|basic|authorization|key|passw|secret|token|cookie|rtk_|://"
+)
+_FACT_ABOUT_A_SECRET = re.compile(r"(_id|_count|_kind)$")
+# Key names repeat (a handful per line); each is judged once. Bounded.
+_secret_names: dict[str, bool] = {}
+
+
 def _secret_name(name: str) -> bool:
-    # `api_key_id`, `token_count` and the like name facts about a secret, not one.
-    return bool(_SECRET_NAME.search(name)) and not re.search(r"(_id|_count|_kind)$", name)
+    found = _secret_names.get(name)
+    if found is None:
+        # `api_key_id`, `token_count` and the like name facts about a secret, not one.
+        found = bool(_SECRET_NAME.search(name)) and not _FACT_ABOUT_A_SECRET.search(name)
+        if len(_secret_names) < 4096:
+            _secret_names[name] = found
+    return found
 
 
 def scrub(text: str, limit: int = MAX_CHARS) -> str:
     """Text with embedded secrets masked, cut to `limit` characters (saying how much more)."""
-    for pattern, replacement in _SECRET_TEXT:
-        text = pattern.sub(replacement, text)
+    if not text.isascii() or _MAYBE_SECRET_TEXT.search(text.lower()):
+        for pattern, replacement in _SECRET_TEXT:
+            text = pattern.sub(replacement, text)
     if len(text) > limit:
         text = f"{text[:limit]}... ({len(text) - limit} more characters)"
     return text
@@ -62,6 +80,8 @@ def scrub(text: str, limit: int = MAX_CHARS) -> str:
 def _clean(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return scrub(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     if depth >= 3 and isinstance(value, Mapping | list | tuple | set | frozenset):
@@ -81,8 +101,6 @@ def _clean(value: Any, depth: int = 0) -> Any:
         if len(items) > MAX_ITEMS:
             kept.append(f"... {len(items) - MAX_ITEMS} more items")
         return kept
-    if value is None or isinstance(value, bool | int | float):
-        return value
     # Anything else would be rendered with repr(): clean that text.
     return scrub(repr(value))
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from service.logging import REDACTED, redact, stdlib_handler
+from service.logging import _SECRET_TEXT, MAX_CHARS, REDACTED, redact, scrub, stdlib_handler
 from tests.acceptance.conftest import free_port
 from tests.helpers import ROOT
 
@@ -51,6 +53,32 @@ def test_the_processor_masks_secret_fields_and_text_and_caps_sizes() -> None:
     assert "more characters" in event["error"]
     assert "<100 bytes>" == event["payload"]
     assert 21 == len(event["items"])
+
+
+# Text near the secret patterns: their words and separators in any case, and noise.
+_NEAR_SECRETS = st.lists(
+    st.sampled_from(
+        ["bearer", "Basic", "AUTHORIZATION", "api-key", "Api_Key", "x-api-key", "apikey",
+         "password", "PASSWD", "secret", "token", "Cookie", "rtk_", "RTK_", "rtk_ab-1",
+         "://", "postgresql://u:", "@h/db", " ", "  ", ":", "=", "'", '"', ";", ",", "&",
+         "zz", "x1", "é", "\u017fecret", "\u212aey", "api-\u212aey"]
+    ) | st.text(max_size=4),
+    max_size=12,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(_NEAR_SECRETS)
+@example("\u017fecret=zz")  # a long s: `(?i)secret` matches it, `secret` does not
+@example("X-Api-\u212aey: zz")  # a Kelvin sign, which is a K case-insensitively
+def test_scrub_masks_what_every_pattern_masks(text: str) -> None:
+    """The one-search shortcut for plain text never skips a mask."""
+    expected = text
+    for pattern, replacement in _SECRET_TEXT:
+        expected = pattern.sub(replacement, expected)
+    if len(expected) > MAX_CHARS:
+        expected = f"{expected[:MAX_CHARS]}... ({len(expected) - MAX_CHARS} more characters)"
+    assert scrub(text) == expected
 
 
 def test_standard_library_lines_are_redacted_too() -> None:
