@@ -266,8 +266,12 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A stored event with its envelope and its place in the stream and the store."""
+class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
+    """A stored event with its envelope and its place in the stream and the store.
+
+    The store builds it positionally (cheaper than keywords); the fields' order
+    is part of its interface.
+    """
 
     stream_id: str
     version: int

@@ -91,7 +91,7 @@ async def read_page(
     """Up to `limit` events with `version > after`, and whether more follow."""
     # One extra row answers "is there more?" without a count.
     rows = await pool.fetch(_PAGE, stream_id, after, limit + 1)
-    return list(recorded_events(repeat(stream_id), rows[:limit])), len(rows) > limit
+    return recorded_events(repeat(stream_id), rows[:limit]), len(rows) > limit
 
 
 class FeedHub:
