@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -66,12 +67,13 @@ SELECT $1, s.base + i.ord, i.type, i.schema_version, i.data, i.metadata, i.event
           WITH ORDINALITY AS i(type, schema_version, data, metadata, event_id, occurred_at, ord)
 RETURNING global_position, version
 """
-_ONE_EVENT_ROW = """
-INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,
-                    occurred_at)
-SELECT $1, s.base + 1, $3, $4, $5, $6, $7, $8 FROM s
-RETURNING global_position, version
-"""
+# Up to this many events, the fast path sends each event's fields as scalar
+# parameters in a VALUES list: one statement per count, prepared once per
+# connection. For 10 events it costs PostgreSQL a fifth less than unnesting six
+# arrays (each unnest fills a tuplestore) and the client a quarter less than
+# encoding them (asyncpg checks every array element against three ABCs).
+# Longer batches (a runner's flush) unnest arrays: one statement for any count.
+_MOST_AS_VALUES = 16
 
 
 def _moving_the_stream(count: str) -> tuple[str, str]:
@@ -94,7 +96,28 @@ WITH s AS (
 _FAST_APPEND, _FAST_CREATE = (
     head + _EVENT_ROWS for head in _moving_the_stream("cardinality($3::uuid[])")
 )
-_FAST_APPEND_ONE, _FAST_CREATE_ONE = (head + _ONE_EVENT_ROW for head in _moving_the_stream("1"))
+
+
+@functools.cache
+def _fast_as_values(count: int, new_stream: bool) -> str:
+    """The fast path for `count` (at most `_MOST_AS_VALUES`) events, whose fields are
+    the parameters from $3 on, six per event (`_values_args`)."""
+    rows = ", ".join(
+        f"({n + 1}, ${3 + 6 * n}::text, ${4 + 6 * n}::integer, ${5 + 6 * n}::json,"
+        f" ${6 + 6 * n}::json, ${7 + 6 * n}::uuid, ${8 + 6 * n}::timestamptz)"
+        for n in range(count)
+    )
+    at_version, new = _moving_the_stream(str(count))
+    return f"""{new if new_stream else at_version}
+INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,
+                    occurred_at)
+SELECT $1, s.base + i.ord, i.type, i.schema_version, i.data, i.metadata, i.event_id,
+       i.occurred_at
+  FROM s, (VALUES {rows}) AS i(ord, type, schema_version, data, metadata, event_id, occurred_at)
+RETURNING global_position, version
+"""
+
+
 _NOTIFY = """
 SELECT set_config('synchronous_commit', 'off', true), count(pg_notify('events', stream_id))
   FROM unnest($1::text[]) AS stream_id
@@ -380,11 +403,10 @@ class EventStore:
         try:
             rows = []
             if fast and expected_version is not None:
-                if len(events) == 1:
-                    # One event: scalar parameters, no arrays to encode and unnest.
-                    single = _FAST_CREATE_ONE if expected_version == 0 else _FAST_APPEND_ONE
+                if len(events) <= _MOST_AS_VALUES:
                     rows = await conn.fetch(
-                        single, *_one_args(stream_id, events[0], expected_version)
+                        _fast_as_values(len(events), expected_version == 0),
+                        *_values_args(stream_id, events, expected_version),
                     )
                 else:
                     many = _FAST_CREATE if expected_version == 0 else _FAST_APPEND
@@ -562,18 +584,19 @@ def _append_args(
     )
 
 
-def _one_args(stream_id: str, new: NewEvent, expected_version: int) -> tuple[Any, ...]:
-    event_type, schema_version, payload = codec.encode(new.event)
-    return (
-        stream_id,
-        expected_version,
-        event_type,
-        schema_version,
-        payload,
-        _metadata_encoder.encode(new.metadata),
-        new.event_id,
-        new.occurred_at,
-    )
+def _values_args(stream_id: str, events: Sequence[NewEvent], expected_version: int) -> list[Any]:
+    args: list[Any] = [stream_id, expected_version]
+    for new in events:
+        event_type, schema_version, payload = codec.encode(new.event)
+        args += (
+            event_type,
+            schema_version,
+            payload,
+            _metadata_encoder.encode(new.metadata),
+            new.event_id,
+            new.occurred_at,
+        )
+    return args
 
 
 async def _any_stored(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> bool:

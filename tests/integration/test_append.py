@@ -660,6 +660,40 @@ async def test_payloads_and_metadata_are_stored_as_written(
     assert msgspec.json.encode(new.metadata).decode() == row["metadata"]
 
 
+# Up to 16 events travel as a VALUES list of scalars, more as unnested arrays:
+# both sides of the boundary, creating a stream and appending to one.
+@pytest.mark.parametrize("count", [1, 2, 16, 17, 40])
+async def test_appends_of_any_length_store_every_field_in_order(
+    store: EventStore, pool: asyncpg.Pool, count: int
+) -> None:
+    stream = f"run-length-{count}"
+    first = [
+        NewEvent(
+            event=started(f"a{i}").event,
+            metadata=Metadata(request_id=f"req-{i}") if i % 2 else Metadata(),
+            occurred_at=datetime(2026, 11, 23, 5, 0, i, tzinfo=UTC),
+        )
+        for i in range(count)
+    ]
+    second = batch(count, "b")
+    positions = await store.append(stream, first, 0)
+    positions += await store.append(stream, second, count)
+    with pytest.raises(ConcurrencyError):
+        await store.append(stream, batch(count, "stale"), count)
+    with pytest.raises(ConcurrencyError):
+        await store.append(f"{stream}-other", batch(count, "c"), 3)
+
+    stored = await store.read_stream(stream)
+    written = first + second
+    assert [e.version for e in stored] == list(range(1, 2 * count + 1))
+    assert [e.global_position for e in stored] == positions
+    assert [(e.event_id, e.event, e.metadata, e.occurred_at) for e in stored] == [
+        (new.event_id, new.event, new.metadata, new.occurred_at) for new in written
+    ]
+    assert await stored_streams_version(pool, stream) == 2 * count
+    assert await stored_streams_version(pool, f"{stream}-other") is None
+
+
 TIMES = [
     datetime(2026, 11, 23, 0, 30, 1, 123456, tzinfo=UTC),
     datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before the wire's epoch
