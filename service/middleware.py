@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
-import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 
@@ -102,7 +102,8 @@ async def _authenticate(request: web.Request) -> None:
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind the request id, authenticate `/v1`, turn every error into SPEC.md's JSON."""
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    # 32 random hex digits, as uuid4().hex, without its pure-Python UUID (2.6 µs).
+    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else secrets.token_hex(16)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     request[REQUEST_ID] = request_id

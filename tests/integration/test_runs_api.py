@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -274,9 +275,13 @@ async def test_another_organisations_resources_are_404(client: ApiClient) -> Non
 async def test_every_response_has_a_request_id(client: ApiClient) -> None:
     """X-Request-Id is on successes and errors; a sane incoming one is echoed."""
     await client.call("GET", "/v1/workflows", expect=200)
-    assert client.last.headers["X-Request-Id"]
+    first = client.last.headers["X-Request-Id"]
     await client.call("GET", "/v1/workflows", key=None, expect=401)
-    assert client.last.headers["X-Request-Id"]
+    second = client.last.headers["X-Request-Id"]
+    # Made up when none is sent: 32 random hex digits, never the same twice.
+    assert re.fullmatch("[0-9a-f]{32}", first)
+    assert re.fullmatch("[0-9a-f]{32}", second)
+    assert first != second
     response = await client.http.get("/nowhere", headers={"X-Request-Id": "abc-123"})
     assert 404 == response.status
     assert "abc-123" == response.headers["X-Request-Id"]
