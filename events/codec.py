@@ -18,8 +18,11 @@ from events.types import EVENT_TYPES, RunEvent, type_of
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
-_DECODER = msgspec.json.Decoder(RunEvent)
 _ENCODER = msgspec.json.Encoder()
+# A payload at its type's current schema version (the class's `schema_version`)
+# decodes straight into its struct. Hot loops (`events.store.recorded_events`)
+# make `decode`'s check inline and call this.
+decode_current = msgspec.json.Decoder(RunEvent).decode
 
 
 class UnknownEventTypeError(ValueError):
@@ -70,7 +73,7 @@ def decode(event_type: str, schema_version: int, data: bytes | str) -> RunEvent:
     """
     cls = EVENT_TYPES.get(event_type)
     if cls is not None and cls.schema_version == schema_version:
-        decoded: RunEvent = _DECODER.decode(data)
+        decoded: RunEvent = decode_current(data)
         return decoded
     current = current_schema_version(event_type)
     payload: dict[str, Any] = msgspec.json.decode(data)

@@ -754,3 +754,19 @@ async def test_stream_reads_carry_their_stream_id(store: EventStore) -> None:
     assert [e.stream_id for e in await store.read_stream("run-one")] == ["run-one"] * 3
     paged = [e async for e in store.iterate_stream("run-two", page_size=1)]
     assert [(e.stream_id, e.version) for e in paged] == [("run-two", 1), ("run-two", 2)]
+
+
+@pytest.mark.parametrize("page_size", [1000, 40, 32, 7])
+async def test_iterating_a_stream_yields_every_event_in_order_whatever_the_page(
+    store: EventStore, page_size: int
+) -> None:
+    """Pages longer than the rows converted at once (32) come out whole, in order."""
+    stream = f"run-pages-{page_size}"
+    for first in range(0, 75, 15):
+        await store.append(stream, batch(15, f"p{first}"), first)
+    everything = await store.read_stream(stream)
+    paged = [e async for e in store.iterate_stream(stream, page_size=page_size)]
+    assert [e.version for e in paged] == list(range(1, 76))
+    assert paged == everything
+    tail = [e async for e in store.iterate_stream(stream, 40, page_size=page_size)]
+    assert tail == everything[39:]
