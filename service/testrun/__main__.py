@@ -29,7 +29,9 @@ import msgspec
 from service.testrun.api import Client, CommandError, NotFoundError
 from service.testrun.follow import TERMINAL, Progress, Tally, follow
 from service.testrun.report import (
+    VERDICTS,
     Outcome,
+    counts,
     as_json,
     gate_verdict,
     summary,
@@ -330,8 +332,10 @@ async def _run_and_report(client: Client, args: argparse.Namespace, started: _St
             status = await _cancel(client, run["id"])
             _say(f"Cancelled run {run['id']} after the timeout: it is {status}.", args)
     elif exit_code == EXIT_FAILED:
-        gating = ", ".join(sorted(args.fail_on))
-        _say(f"Exit 1: a test ended {gating} (--fail-on {gating}).", args)
+        tally = counts(results)
+        gating = [verdict for verdict in VERDICTS if verdict in args.fail_on]
+        ended = ", ".join(f"{tally[verdict]} {verdict}" for verdict in gating if tally[verdict])
+        _say(f"Exit 1: {ended} (--fail-on {','.join(gating)}).", args)
     return exit_code
 
 
