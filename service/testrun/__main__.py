@@ -31,8 +31,8 @@ from service.testrun.follow import TERMINAL, Progress, Tally, follow
 from service.testrun.report import (
     VERDICTS,
     Outcome,
-    counts,
     as_json,
+    counts,
     gate_verdict,
     summary,
     test_record,
