@@ -482,3 +482,85 @@ def test_a_terminal_shows_a_progress_bar(server: Server) -> None:
     text = shown.decode()
     assert "\r[" in text
     assert "#" * 30 + "] 2/2 tests done: 2 passed" in text
+
+
+async def test_without_the_event_feed_testrun_polls_the_run(server: Server) -> None:
+    """Behind a proxy that breaks Server-Sent Events, testrun polls and still reports right."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    workflow_id = server.workflow(
+        [
+            ("acme passes", SLOW, {"name": "ACME", "delay": 1}, EQUALS_ACME),
+            ("globex fails", INVOICE, {"name": "Globex"}, EQUALS_ACME),
+        ]
+    )
+    seen: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        if request.path.endswith("/events") or not request.path.startswith("/v1/"):
+            return web.Response(status=502, text="<h1>Bad Gateway</h1>", content_type="text/html")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                f"{server.base_url}{request.path_qs}",
+                data=await request.read(),
+                headers={
+                    name: value
+                    for name, value in request.headers.items()
+                    if name in ("Api-Key", "Content-Type", "Idempotency-Key", "Accept")
+                },
+            ) as answer,
+        ):
+            return web.Response(
+                status=answer.status,
+                body=await answer.read(),
+                content_type=answer.content_type,
+            )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            str(TESTRUN),
+            "run",
+            "--workflow",
+            workflow_id,
+            "--url",
+            f"http://127.0.0.1:{port}",
+            env=_env(server),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        not_the_api = await asyncio.create_subprocess_exec(
+            str(TESTRUN),
+            "status",
+            "wftestrun_x",
+            "--url",
+            f"http://127.0.0.1:{port}/elsewhere",
+            env=_env(server),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, wrong = await asyncio.wait_for(not_the_api.communicate(), timeout=60)
+    finally:
+        await runner.cleanup()
+
+    assert 1 == process.returncode, out.decode() + err.decode()
+    assert "2 tests: 1 passed, 1 failed, 0 blocked, 0 error" in out.decode()
+    assert "2/2 tests done: 1 passed, 1 failed" in err.decode()
+    (run,) = server.runs(workflow_id)
+    assert any(request.endswith("/events") for request in seen)
+    polls = [r for r in seen if r == f"GET /v1/workflows/tests/runs/{run['id']}"]
+    assert len(polls) >= 2  # polled until the run ended (delay 1 s, a poll a second)
+    assert 2 == not_the_api.returncode
+    assert "not the JSON of this service's API: check --url" in wrong.decode()
