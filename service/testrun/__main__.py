@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -172,7 +173,9 @@ def _say(text: str, args: argparse.Namespace) -> None:
 async def _workflow(client: Client, reference: str) -> dict[str, Any]:
     """The workflow named by an id or an exact name; a CommandError that says what to do."""
     try:
-        found: dict[str, Any] = await client.request("GET", f"/v1/workflows/{reference}")
+        found: dict[str, Any] = await client.request(
+            "GET", f"/v1/workflows/{quote(reference, safe='')}"
+        )
         return found
     except NotFoundError:
         pass

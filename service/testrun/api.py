@@ -153,6 +153,12 @@ class Client:
             raise CommandError(msg)
         if status == 404:
             raise NotFoundError(code, message)
+        if code == "idempotency_key_reused":
+            msg = (
+                f"{message}: a retried step must send the same request; for another run pass "
+                "another --idempotency-key (or TESTRUN_IDEMPOTENCY_KEY)"
+            )
+            raise CommandError(msg)
         msg = f"{method} {path} answered {status} {code}: {message}"
         raise CommandError(msg)
 

@@ -367,10 +367,23 @@ def test_a_retried_run_with_the_same_idempotency_key_starts_one_run(server: Serv
     in_ci_job = [run_id(CI_JOB_ID="4711") for _ in range(2)]
     another_job = run_id(CI_JOB_ID="4712")
     outside_ci = [run_id() for _ in range(2)]
+    (test,) = server.call("GET", f"/v1/workflows/tests?workflow_id={workflow_id}")["data"]
+    reused = run_testrun(
+        "run",
+        "--workflow",
+        workflow_id,
+        "--test",
+        test["id"],
+        "--idempotency-key",
+        "ci-step-42",
+        server=server,
+    )
 
     assert keyed[0] == keyed[1] == json.loads(given.stdout)["run_id"]
     assert in_ci_job[0] == in_ci_job[1]
     assert len({keyed[0], in_ci_job[0], another_job, *outside_ci}) == 5
+    assert 2 == reused.returncode
+    assert "another --idempotency-key" in reused.stderr
     assert 5 == len(server.runs(workflow_id))
 
 
@@ -417,7 +430,9 @@ def test_status_results_and_cancel_commands(server: Server) -> None:
         run_testrun("run", "--workflow", workflow_id, "--json", server=server).stdout
     )["run_id"]
     slow_workflow = server.workflow([("slow", SLOW, {"name": "ACME", "delay": 30}, EQUALS_ACME)])
-    going = server.call("POST", "/v1/workflows/tests/runs", {"workflow_id": slow_workflow})["id"]
+    started = run_testrun("run", "--workflow", slow_workflow, "--no-wait", "--json", server=server)
+    going = json.loads(started.stdout)["id"]
+    going_before = server.run(going)["lifecycle"]["status"]
 
     status = run_testrun("status", finished, server=server)
     results = run_testrun("results", finished, server=server)
@@ -426,6 +441,9 @@ def test_status_results_and_cancel_commands(server: Server) -> None:
     cancel_again = run_testrun("cancel", going, server=server)
     unknown = run_testrun("status", "wftestrun_nope", server=server)
 
+    assert 0 == started.returncode
+    assert f"Run {going}: 1 tests of workflow 'Gate'" in started.stderr
+    assert going_before in ("pending", "queued", "running")
     assert 0 == status.returncode
     assert f"Run {finished}: completed" in status.stdout
     assert "2/2 tests done: 1 passed, 1 failed" in status.stdout
