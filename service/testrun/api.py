@@ -174,8 +174,11 @@ class Client:
                 return items
             query["after"] = after
 
-    async def events(self, run_id: str, last_id: str | None) -> AsyncIterator[tuple[str, str, Any]]:
+    async def events(self, run_id: str, last_id: str | None) -> AsyncIterator[tuple[str, str, str]]:
         """The run's Server-Sent Events after `last_id`: `(id, event, data)` until the stream ends.
+
+        `data` is the event's JSON text, left undecoded: following a run needs
+        only the event names, and `run.created` can be megabytes.
 
         Raises `SseUnavailableError` when the answer is not an event stream,
         and aiohttp or timeout errors when the connection breaks.
@@ -189,18 +192,26 @@ class Client:
             if response.status != 200 or response.content_type != "text/event-stream":
                 msg = f"the events feed answered {response.status} {response.content_type}"
                 raise SseUnavailableError(msg)
-            buffer = b""
+            pending: list[bytes] = []
             fields: dict[str, str] = {}
-            # Chunks, not readline: one event (run.created) can be longer than a line limit.
+            # Chunks, not readline: one event (run.created) can be longer than a line limit;
+            # a line is joined once, when its end arrives.
             async for chunk in response.content.iter_any():
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
+                if b"\n" not in chunk:
+                    pending.append(chunk)
+                    continue
+                pending.append(chunk)
+                *lines, rest = b"".join(pending).split(b"\n")
+                pending = [rest]
                 for line in lines:
                     text = line.decode().rstrip("\r")
                     if text == "":
                         if "data" in fields:
-                            data = msgspec.json.decode(fields["data"])
-                            yield fields.get("id", ""), fields.get("event", "message"), data
+                            yield (
+                                fields.get("id", ""),
+                                fields.get("event", "message"),
+                                fields["data"],
+                            )
                         fields = {}
                     elif not text.startswith(":"):
                         name, _, value = text.partition(":")

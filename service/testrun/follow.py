@@ -27,6 +27,8 @@ _POLL_S = 1.0
 # Plain progress lines (not a terminal): at most one this often.
 _LINE_EVERY_S = 2.0
 _BAR_WIDTH = 30
+# The bar is redrawn at most this often (a big run ends thousands of tests a second).
+_REDRAW_S = 0.1
 
 
 @dataclass
@@ -81,6 +83,10 @@ class Progress:
             return
         elapsed = time.monotonic() - self._started
         if self._tty:
+            now = time.monotonic()
+            if not final and now - self._last_line < _REDRAW_S:
+                return
+            self._last_line = now
             filled = _BAR_WIDTH * tally.done // tally.total if tally.total else _BAR_WIDTH
             bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
             self._stream.write(f"\r[{bar}] {tally.describe()} ({elapsed:.1f} s)\x1b[K")

@@ -582,3 +582,88 @@ async def test_without_the_event_feed_testrun_polls_the_run(server: Server) -> N
     assert len(polls) >= 2  # polled until the run ended (delay 1 s, a poll a second)
     assert 2 == not_the_api.returncode
     assert "not the JSON of this service's API: check --url" in wrong.decode()
+
+
+async def test_a_broken_event_feed_is_resumed_with_last_event_id(server: Server) -> None:
+    """A feed that ends after each event: testrun reconnects with Last-Event-ID, counts right."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    workflow_id = server.workflow(
+        [
+            ("acme passes", INVOICE, {"name": "ACME"}, EQUALS_ACME),
+            ("globex fails", INVOICE, {"name": "Globex"}, EQUALS_ACME),
+            ("model down", BROKEN, {}, EQUALS_ACME),
+        ]
+    )
+    resumed_from: list[str | None] = []
+    headers = {"Api-Key": API_KEY}
+
+    async def one_event_at_a_time(request: web.Request) -> web.StreamResponse:
+        last = request.headers.get("Last-Event-ID")
+        resumed_from.append(last)
+        upstream_headers = {**headers, "Accept": "text/event-stream"}
+        if last is not None:
+            upstream_headers["Last-Event-ID"] = last
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{server.base_url}{request.path}", headers=upstream_headers) as upstream,
+        ):
+            received = b""
+            async for chunk in upstream.content.iter_any():
+                received += chunk
+                if b"\n\n" in received:
+                    break
+        await response.write(received[: received.index(b"\n\n") + 2])
+        await response.write_eof()
+        return response
+
+    async def forward(request: web.Request) -> web.Response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                f"{server.base_url}{request.path_qs}",
+                data=await request.read(),
+                headers={**headers, "Content-Type": "application/json"},
+            ) as answer,
+        ):
+            return web.Response(
+                status=answer.status, body=await answer.read(), content_type=answer.content_type
+            )
+
+    app = web.Application()
+    app.router.add_get("/v1/workflows/tests/runs/{run_id}/events", one_event_at_a_time)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            str(TESTRUN),
+            "run",
+            "--workflow",
+            workflow_id,
+            "--url",
+            f"http://127.0.0.1:{port}",
+            env=_env(server),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=90)
+    finally:
+        await runner.cleanup()
+
+    assert 1 == process.returncode, out.decode() + err.decode()
+    assert "3/3 tests done: 1 passed, 1 failed, 1 blocked" in err.decode()
+    assert "3 tests: 1 passed, 1 failed, 1 blocked, 0 error" in out.decode()
+    # Resumed after each event, in order: 1, 2, ... (the run's stream versions).
+    assert None is resumed_from[0]
+    versions = [int(last) for last in resumed_from[1:] if last is not None]
+    assert versions == list(range(1, len(versions) + 1))
+    assert len(versions) >= 3
