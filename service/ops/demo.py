@@ -28,6 +28,8 @@ from service.testrun.report import test_record
 __all__ = ["DEMO_TESTS", "WORKFLOW_NAME", "DemoTest", "demo", "main"]
 
 WORKFLOW_NAME = "Invoice demo"
+# Seven tests of in-process functions take well under a second; this is a stuck server.
+RUN_TIMEOUT_S = 120.0
 BLOCKS_MODULE = "service.ops.demo_blocks"
 READER, CLASSIFIER = "demo_read_invoice", "demo_classify_document"
 BLOCKS = (
@@ -212,7 +214,16 @@ async def demo(client: Client, *, key_hint: str) -> int:
     )
     print(f"Started run {run['id']}; waiting for it ...", flush=True)
     progress = Progress(sys.stderr)
-    run = await follow(client, run, progress)
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT_S):
+            run = await follow(client, run, progress)
+    except TimeoutError:
+        progress.close()
+        msg = (
+            f"run {run['id']} did not finish within {RUN_TIMEOUT_S:.0f} s: is a runner running? "
+            "(`serve` runs one unless RUNNER_ENABLED=false; `python -m service worker` adds one)"
+        )
+        raise CommandError(msg) from None
     progress.update(Tally.of_run(run), final=True)
     progress.close()
     results = await client.pages("/v1/workflows/tests/results", {"run_id": run["id"]})

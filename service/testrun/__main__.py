@@ -240,7 +240,8 @@ async def _run(args: argparse.Namespace) -> int:
         task.cancel()
 
     async with Client(args.url, args.api_key) as client:
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+            loop.add_signal_handler(signal.SIGINT, on_interrupt)
         try:
             return await _run_and_report(client, args, started)
         except asyncio.CancelledError:
@@ -249,7 +250,8 @@ async def _run(args: argparse.Namespace) -> int:
             task.uncancel()
         finally:
             # A second Ctrl-C stops at once.
-            loop.remove_signal_handler(signal.SIGINT)
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signal.SIGINT)
         sys.stderr.write("\n")
         if started.run_id is None:
             print("Interrupted before a run was started.", file=sys.stderr, flush=True)
@@ -305,6 +307,13 @@ async def _run_and_report(client: Client, args: argparse.Namespace, started: _St
         run = await _get_run(client, run["id"])
     progress.update(Tally.of_run(run), final=True)
     progress.close()
+    if ending == "timeout":
+        _say(_timeout_note(args, Tally.of_run(run)), args)
+        if args.cancel_on_timeout:
+            # Before the report, so that it shows the run as it is left.
+            status = await _cancel(client, run["id"])
+            _say(f"Cancelled run {run['id']} after the timeout: it is {status}.", args)
+            run = await _get_run(client, run["id"])
     results = await _results(client, run["id"])
     tests = await _tests_by_id(client, workflow["id"])
     if ending == "timeout":
@@ -329,12 +338,7 @@ async def _run_and_report(client: Client, args: argparse.Namespace, started: _St
         sys.stdout.flush()
     else:
         _say(summary(outcome), args)
-    if ending == "timeout":
-        _say(_timeout_note(args, Tally.of_run(run)), args)
-        if args.cancel_on_timeout:
-            status = await _cancel(client, run["id"])
-            _say(f"Cancelled run {run['id']} after the timeout: it is {status}.", args)
-    elif exit_code == EXIT_FAILED:
+    if exit_code == EXIT_FAILED:
         tally = counts(results)
         gating = [verdict for verdict in VERDICTS if verdict in args.fail_on]
         ended = ", ".join(f"{tally[verdict]} {verdict}" for verdict in gating if tally[verdict])

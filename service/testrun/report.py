@@ -29,7 +29,7 @@ class Outcome:
     workflow_name: str
     console_url: str
     exit_code: int
-    ending: str  # finished, timeout, interrupted
+    ending: str  # finished (the run is terminal) or timeout
 
 
 def gate_verdict(result: dict[str, Any]) -> str:
