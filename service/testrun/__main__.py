@@ -254,7 +254,11 @@ async def _run(args: argparse.Namespace) -> int:
                 loop.remove_signal_handler(signal.SIGINT)
         sys.stderr.write("\n")
         if started.run_id is None:
-            print("Interrupted before a run was started.", file=sys.stderr, flush=True)
+            print(
+                "Interrupted before the service confirmed a run: nothing to cancel.",
+                file=sys.stderr,
+                flush=True,
+            )
             return EXIT_INTERRUPTED
         print(f"Interrupted: cancelling run {started.run_id} ...", file=sys.stderr, flush=True)
         status = await _cancel(client, started.run_id)
