@@ -59,6 +59,9 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     project_id: str | None
     draft_version_id: str
     published: None = None
+    # Declared by SDK 0.0.155 (access control of the hosted service): the documented default.
+    capabilities: None = None
+    authz_status: None = None
     created_at: datetime
     updated_at: datetime
 
@@ -111,6 +114,11 @@ class Block(msgspec.Struct, frozen=True, kw_only=True):
     width: float | None
     height: float | None
     config: dict[str, Any]
+    # Declared by the SDK; this service has no declarative workflow files and does
+    # not resolve schemas, so they keep the SDK's documented default.
+    declarative_path: None = None
+    declarative_source_block_id: None = None
+    resolved_schemas: None = None
     created_at: datetime
     updated_at: datetime
 
