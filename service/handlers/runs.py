@@ -69,7 +69,8 @@ async def list_runs(request: web.Request) -> web.Response:
         ("trigger_type", runs.TRIGGERS),
     ):
         value = query.get(name)
-        if value and value not in allowed:
+        # Present but empty is no value of the enum either.
+        if value is not None and value not in allowed:
             choices = ", ".join(sorted(allowed))
             raise ValidationFailedError.single(
                 ["query", name], f"must be one of: {choices}", "literal_error"
