@@ -7,7 +7,9 @@ against the test and its block as they are now, on every read: a change to the
 block re-validates its tests at once, and a run's blocked result can say which
 of them made it blocked.
 
-Checked: the block exists and its type is known; a regular expression compiles
+Checked: the block exists and its type is known; the config of the block types
+this service executes itself (`api_call`, `function`) has what they need; a
+regular expression compiles
 (with the `regex` engine the run uses); a JSON Schema is itself valid; bounds
 are in order and lengths not negative; nested conditions, recursively; the
 output handle exists for block types whose outputs are known.
@@ -20,11 +22,12 @@ from typing import Any, Literal
 
 import msgspec
 import regex
+import yarl
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
-from service.executors import API_CALL_OUTPUT
+from service.executors import API_CALL_OUTPUT, METHODS
 from service.models import ValidationIssue
 
 # The SDK's block types (WorkflowBlockType of both releases).
@@ -62,10 +65,10 @@ def validate(
 ) -> list[ValidationIssue]:
     """Every problem of a saved test whose block has `block_type` (None: no such block).
 
-    `block_config` is accepted for symmetry with the run's snapshot; no check
-    needs it yet. `assertion` is the stored assertion as JSON.
+    `block_config`: its config; `assertion`: the stored assertion as JSON.
+    Paths point into the saved test's JSON: a problem of the block is at
+    `$.target.block_id`.
     """
-    del block_config
     issues: list[ValidationIssue] = []
     if block_type is None:
         issues.append(_issue("$.target.block_id", "block_not_found", "the block does not exist"))
@@ -76,6 +79,11 @@ def validate(
                 "unknown_block_type",
                 f"the block's type `{block_type}` is not a known block type",
             )
+        )
+    elif block_config is not None:
+        issues.extend(
+            _issue("$.target.block_id", "invalid_block_config", message)
+            for message in _config_problems(block_type, block_config)
         )
     target = assertion.get("target") or {}
     handle = target.get("output_handle_id")
@@ -105,6 +113,37 @@ def describe(issues: list[ValidationIssue]) -> str:
 
 def _issue(path: str, code: str, message: str) -> ValidationIssue:
     return ValidationIssue(path=path, code=code, message=message)
+
+
+def _config_problems(block_type: str, config: dict[str, Any]) -> list[str]:
+    """What the executor of `api_call` or `function` would refuse in this config."""
+    problems: list[str] = []
+    if block_type == "api_call":
+        url = config.get("url")
+        if not _http_url(url):
+            problems.append(f"the api_call block's `url` must be an http(s) URL, got {url!r}")
+        method = config.get("method", "POST")
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            choices = ", ".join(sorted(METHODS))
+            problems.append(f"the api_call block's `method` must be one of {choices}")
+    elif block_type == "function":
+        entrypoint = config.get("entrypoint")
+        if not isinstance(entrypoint, str) or entrypoint.count(":") != 1:
+            problems.append(
+                "the function block's `entrypoint` must be 'package.module:function',"
+                f" got {entrypoint!r}"
+            )
+    return problems
+
+
+def _http_url(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        url = yarl.URL(value)
+    except (TypeError, ValueError):
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
 
 
 def _condition(condition: dict[str, Any], path: str) -> list[ValidationIssue]:

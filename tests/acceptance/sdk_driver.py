@@ -471,7 +471,29 @@ class Scenario:
             AuthenticationError, getattr(bad_client.workflows, FAMILY).list, workflow_id=workflow_id
         )
 
+    async def registry(self) -> None:
+        """workflows.list as the SDK sends it (project_id, sort_by); blocks keep parent_id."""
+        project = f"proj_registry_{self.label}"
+        older = await call(self.client.workflows.create, project_id=project, name="older")
+        newer = await call(self.client.workflows.create, project_id=project, name="newer")
+        # A block changes the older workflow's draft: it is now the latest updated.
+        parent = await self.block(older.id)
+        child = await call(
+            self.client.workflows.blocks.create,
+            workflow_id=older.id,
+            type="extract",
+            parent_id=parent,
+        )
+        assert parent == child.parent_id
+        listed = await call(self.client.workflows.list, project_id=project)
+        assert [older.id, newer.id] == ids(listed)
+        by_creation = await call(
+            self.client.workflows.list, project_id=project, sort_by="created_at"
+        )
+        assert [newer.id, older.id] == ids(by_creation)
+
     async def all(self, bad_client: Any) -> None:
+        await self.registry()
         await self.saved_tests()
         await self.runs_and_results()
         await self.cancel()
