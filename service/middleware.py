@@ -15,6 +15,7 @@ from aiohttp import hdrs, web
 from events.errors import ConcurrencyError
 from service import availability, transport
 from service.errors import ApiError, ValidationFailedError
+from service.handlers import unknown
 from service.keys import KeyLookup, Principal
 
 log = structlog.get_logger("service.http")
@@ -135,7 +136,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = ValidationFailedError([problem]).response()
     except web.HTTPException as error:
         code = _STATUS_CODES.get(error.status, "http_error")
-        response = ApiError(error.status, code, error.reason).response()
+        unknown_route = unknown.unknown_route(request, error.status)
+        response = (unknown_route or ApiError(error.status, code, error.reason)).response()
         if error.status == 405:
             response.headers["Allow"] = error.headers.get("Allow", "")
     except Exception as error:
