@@ -51,7 +51,7 @@ from projections.summaries import LatestRunSummaries
 
 TABLES = ("test_runs", "test_results", "test_queue")
 ASYNC_PROJECTIONS: tuple[asynchronous.AsyncProjection, ...] = (LatestRunSummaries(),)
-# Taken (shared) by every command that writes a run; see service/commands.py.
+# Taken (shared) by every command that writes a run; see service/runs/write.py.
 WRITERS_LOCK = 7_262_011_403
 # What --verify compares: every column of the projections, but not the
 # runners' own state in the queue (leases, attempts). Rendered JSON compares as

@@ -94,13 +94,14 @@ def _peak_rss_mb(pid: int) -> float:
 
 async def _seed_tests(dsn: str, count: int) -> str:
     """A workflow with a no-op function block and `count` saved tests; returns the workflow id."""
-    from service import keys, registry  # noqa: PLC0415
     from service.db import create_pool  # noqa: PLC0415
     from service.models import (  # noqa: PLC0415
         CreateBlockRequest,
         CreateTestRequest,
         CreateWorkflowRequest,
     )
+    from service.ops import keys  # noqa: PLC0415
+    from service.registry import store as registry  # noqa: PLC0415
 
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:

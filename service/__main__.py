@@ -20,12 +20,13 @@ from aiohttp import web
 
 from projections.asynchronous import follow
 from projections.rebuild import ASYNC_PROJECTIONS
-from service import db, keys
+from service import db
 from service import logging as service_logging
-from service.app import create_app
 from service.config import Config
+from service.execution.runner import Runner
+from service.http.app import create_app
 from service.metrics import METRICS
-from service.runner import Runner
+from service.ops import keys
 
 log = structlog.get_logger("service")
 
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         _run(db.migrate(resolve_dsn(config)))
         return 0
-    from service import cli  # noqa: PLC0415  (the audit commands load only when used)
+    from service.ops import replay as cli  # noqa: PLC0415  (the audit commands load only when used)
 
     _settle_garbage_collector()  # a rebuild decodes millions of objects: about 8% faster
 
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             cli.replay_run(resolve_dsn(config), args.run_id, as_json=args.json, verify=args.verify)
         )
     if args.command in ("repair-after-restore", "export-events"):
-        from service import audit  # noqa: PLC0415  (loads only when used)
+        from service.ops import repair as audit  # noqa: PLC0415  (loads only when used)
 
         if args.command == "repair-after-restore":
             return _run(audit.repair_after_restore(resolve_dsn(config), burn=not args.no_burn))

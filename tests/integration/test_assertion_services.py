@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from events.types import AssertionResult
-from service.assertions import AssertionServices, evaluate
+from service.execution.assertions import AssertionServices, evaluate
 
 TIMEOUT_S = 0.3
 

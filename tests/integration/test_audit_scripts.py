@@ -22,13 +22,16 @@ from events.types import (
     TestPassed,
     TestStarted,
 )
-from service import commands, keys, registry, runs
 from service.models import (
     CreateBlockRequest,
     CreateRunRequest,
     CreateTestRequest,
     CreateWorkflowRequest,
 )
+from service.ops import keys
+from service.registry import store as registry
+from service.runs import commands as runs
+from service.runs import write as commands
 from tests.helpers import API_KEY, run_script
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,10 @@ import msgspec
 import pytest
 
 from events.store import EventStore
-from service import db, feed
-from service.commands import stream_of
-from service.handlers import events as event_handlers
+from service import db
+from service.http import feed
+from service.http.handlers import events as event_handlers
+from service.runs.write import stream_of
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 from tests.integration.test_execution import (
     RUNS,

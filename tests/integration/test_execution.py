@@ -13,10 +13,10 @@ import msgspec
 import pytest
 
 from events.store import EventStore
-from service import queue
 from service.config import Config
-from service.handlers.common import POOL
-from service.runner import Runner
+from service.execution import queue
+from service.execution.runner import Runner
+from service.http.handlers.common import POOL
 from tests.helpers import OTHER_API_KEY, ApiClient
 
 RUNS = "/v1/workflows/tests/runs"

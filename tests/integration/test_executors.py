@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from service import outbound
-from service.executors import BlockExecutionError, ExecutorSettings, execute, plain_inputs
+from service.execution import outbound
+from service.execution.executors import BlockExecutionError, ExecutorSettings, execute, plain_inputs
 
 MB = 1024 * 1024
 FIXTURES = "tests.fixtures_functions"

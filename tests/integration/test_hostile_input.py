@@ -12,7 +12,7 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 async def _stored(client: ApiClient) -> tuple[int, int]:
-    from service.handlers.common import POOL
+    from service.http.handlers.common import POOL
 
     pool = client.http.server.app[POOL]
     return (
@@ -165,7 +165,7 @@ SQL_VALUES = [
 
 async def _snapshot(client: ApiClient) -> dict[str, list[str]]:
     """Every row of every table, as text: equal snapshots mean nothing changed."""
-    from service.handlers.common import POOL
+    from service.http.handlers.common import POOL
 
     pool = client.http.server.app[POOL]
     tables = await pool.fetch(
@@ -473,7 +473,7 @@ async def test_a_request_line_past_64_kb_is_refused_by_the_parser(client: ApiCli
     which it offers no setting for. The limit is 64 KB so that every id, query
     and header a client can mean gets the API's JSON answer.
     """
-    from service.app import MAX_LINE_BYTES
+    from service.http.app import MAX_LINE_BYTES
 
     head = b"GET /v1/workflows/" + b"x" * (MAX_LINE_BYTES + 10) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
     status, answer = await _raw_request(client, head)

@@ -6,8 +6,8 @@ import asyncio
 import hashlib
 from typing import Any
 
-from service.handlers.common import POOL
-from service.keys import hash_key
+from service.http.handlers.common import POOL
+from service.ops.keys import hash_key
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 
 RUNS = "/v1/workflows/tests/runs"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from service.keys import KeyLookup, hash_key
+from service.ops.keys import KeyLookup, hash_key
 from tests.helpers import run_script
 
 

@@ -14,12 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from events.store import EventStore
-from service import db, queue
-from service.app import create_app
+from service import db
 from service.config import Config
-from service.handlers.common import POOL
+from service.execution import queue
+from service.execution.runner import Runner
+from service.http.app import create_app
+from service.http.handlers.common import POOL
 from service.metrics import METRICS, Metrics
-from service.runner import Runner
 from tests.helpers import OTHER_API_KEY, ApiClient
 from tests.integration.test_execution import CONFIG, until
 from tests.integration.test_execution import running as running_with

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from projections.rebuild import rebuild
-from service.handlers.common import POOL
+from service.http.handlers.common import POOL
 from tests.helpers import ApiClient, run_script
 from tests.integration.test_execution import (
     CONFIG,

@@ -18,10 +18,10 @@ from referencing.jsonschema import DRAFT202012
 from projections.asynchronous import catch_up
 from projections.summaries import LatestRunSummaries
 from service.config import Config
-from service.handlers.common import POOL
-from service.openapi import UndocumentedRouteError, openapi_document
-from service.routes import add_routes
-from service.runner import Runner
+from service.execution.runner import Runner
+from service.http.handlers.common import POOL
+from service.http.openapi import UndocumentedRouteError, openapi_document
+from service.http.routes import add_routes
 from tests.helpers import API_KEY, ApiClient
 
 RUNS = "/v1/workflows/tests/runs"

@@ -11,9 +11,9 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from service import outbound
-from service.assertions import AssertionServices, evaluate
-from service.executors import BlockExecutionError, ExecutorSettings, execute
+from service.execution import outbound
+from service.execution.assertions import AssertionServices, evaluate
+from service.execution.executors import BlockExecutionError, ExecutorSettings, execute
 from tests.helpers import ApiClient
 from tests.integration.test_execution import (
     CONFIG,

@@ -11,7 +11,7 @@ from events.store import EventStore
 from events.types import NewEvent, TestPassed
 from projections import asynchronous
 from projections.summaries import LatestRunSummaries
-from service.handlers.common import POOL
+from service.http.handlers.common import POOL
 from tests.helpers import ApiClient
 from tests.integration.test_execution import _finished, running, until
 from tests.integration.test_summaries import _caught_up, _two_tests

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from service import ratelimit
 from service.config import Config
+from service.http import ratelimit
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 
 
@@ -19,8 +19,8 @@ from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 async def _serving(pool: asyncpg.Pool, config: Config) -> AsyncIterator[ApiClient]:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from service import keys
-    from service.app import create_app
+    from service.http.app import create_app
+    from service.ops import keys
 
     await keys.bootstrap(pool, API_KEY)
     async with pool.acquire() as conn:

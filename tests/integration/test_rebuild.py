@@ -12,13 +12,15 @@ import msgspec
 from events.store import EventStore
 from events.types import Metadata
 from projections.rebuild import _ranges, rebuild
-from service import keys, registry, runs
 from service.models import (
     CreateBlockRequest,
     CreateRunRequest,
     CreateTestRequest,
     CreateWorkflowRequest,
 )
+from service.ops import keys
+from service.registry import store as registry
+from service.runs import commands as runs
 from tests.helpers import API_KEY
 
 

@@ -136,7 +136,7 @@ async def _count_runs(client: ApiClient) -> int:
 
 
 def _pool_key() -> Any:
-    from service.handlers.common import POOL
+    from service.http.handlers.common import POOL
 
     return POOL
 

@@ -24,7 +24,7 @@ from projections.resources import (
     WorkflowTestResult,
 )
 from projections.summaries import _RESULTS, LatestRunSummaries
-from service.handlers.common import POOL
+from service.http.handlers.common import POOL
 from tests.helpers import ApiClient
 from tests.integration.test_execution import _finished, running
 

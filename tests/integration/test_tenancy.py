@@ -15,10 +15,10 @@ from typing import Any
 
 import asyncpg
 
-from service import keys
 from service.config import Config
-from service.handlers.common import POOL
-from service.keys import KeyLookup
+from service.http.handlers.common import POOL
+from service.ops import keys
+from service.ops.keys import KeyLookup
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 
 RUNS = "/v1/workflows/tests/runs"

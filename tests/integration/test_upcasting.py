@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from projections.rebuild import rebuild
-from service.handlers.common import POOL
+from service.http.handlers.common import POOL
 from tests.helpers import ApiClient, run_script
 
 RUNS = "/v1/workflows/tests/runs"

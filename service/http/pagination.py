@@ -19,7 +19,7 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from service.errors import ApiError, ValidationFailedError
+from service.http.errors import ApiError, ValidationFailedError
 from service.models import ListMetadata
 
 MAX_LIMIT = 100

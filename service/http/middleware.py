@@ -13,9 +13,9 @@ import structlog
 from aiohttp import hdrs, web
 
 from events.errors import ConcurrencyError
-from service import availability
-from service.errors import ApiError, ValidationFailedError
-from service.keys import KeyLookup, Principal
+from service.http import availability
+from service.http.errors import ApiError, ValidationFailedError
+from service.ops.keys import KeyLookup, Principal
 
 log = structlog.get_logger("service.http")
 

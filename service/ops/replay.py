@@ -203,7 +203,7 @@ async def keys_command(
     key_id: str | None = None,
 ) -> int:
     """`keys create|list|revoke`: manage API keys (only their hashes are stored)."""
-    from service import keys  # noqa: PLC0415
+    from service.ops import keys  # noqa: PLC0415
 
     pool = await db.create_pool(dsn, min_size=1, max_size=1)
     try:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.errors import json_response
-from service.openapi import openapi_document
+from service.http.errors import json_response
+from service.http.openapi import openapi_document
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service import pagination, registry
-from service.errors import json_response
-from service.handlers.common import (
+from service.http import pagination
+from service.http.errors import json_response
+from service.http.handlers.common import (
     POOL,
     decode_body,
     organisation,
@@ -19,6 +19,7 @@ from service.models import (
     UpdateBlockRequest,
     UpdateWorkflowRequest,
 )
+from service.registry import store as registry
 
 
 async def create_workflow(request: web.Request) -> web.Response:

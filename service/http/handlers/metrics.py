@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.handlers.common import POOL
+from service.http.handlers.common import POOL
 from service.metrics import METRICS
 
 

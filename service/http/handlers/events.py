@@ -11,13 +11,13 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from service import feed
-from service.commands import stream_of
-from service.errors import ValidationFailedError
-from service.handlers.common import POOL, STORE, organisation, page_response
-from service.middleware import REQUEST_ID
+from service.http import feed
+from service.http.errors import ValidationFailedError
+from service.http.handlers.common import POOL, STORE, organisation, page_response
+from service.http.middleware import REQUEST_ID
 from service.models import ListMetadata
-from service.runs import run_not_found
+from service.runs.commands import run_not_found
+from service.runs.write import stream_of
 
 log = structlog.get_logger(__name__)
 

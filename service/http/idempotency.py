@@ -18,9 +18,9 @@ import hashlib
 import asyncpg
 from aiohttp import web
 
-from service.errors import ApiError
-from service.handlers.common import POOL
-from service.middleware import Handler, principal
+from service.http.errors import ApiError
+from service.http.handlers.common import POOL
+from service.http.middleware import Handler, principal
 
 HEADER = "Idempotency-Key"
 _MAX_KEY_LENGTH = 255

@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from service.errors import ApiError
-from service.middleware import PRINCIPAL, Handler
+from service.http.errors import ApiError
+from service.http.middleware import PRINCIPAL, Handler
 
 MAX_BUCKETS = 10_000
 

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from events.store import EventStore
 from events.types import Metadata
-from service.errors import ValidationFailedError, from_msgspec, json_response
-from service.middleware import REQUEST_ID, principal
+from service.http.errors import ValidationFailedError, from_msgspec, json_response
+from service.http.middleware import REQUEST_ID, principal
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 STORE = web.AppKey("store", EventStore)

@@ -8,7 +8,7 @@ import time
 
 import asyncpg
 
-from service import ids
+from service.registry import ids
 
 _BOOTSTRAP_LOCK = 7_262_011_402
 _LONGEST_KEY = 1024  # longer presented keys are refused without hashing or a query

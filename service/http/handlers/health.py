@@ -7,10 +7,10 @@ import asyncio
 from aiohttp import web
 
 from events import migrations
-from service import availability
 from service.db import all_migrations
-from service.errors import json_response
-from service.handlers.common import POOL
+from service.http import availability
+from service.http.errors import json_response
+from service.http.handlers.common import POOL
 
 # /readyz answers within this, ready or not.
 READY_TIMEOUT_S = 2.0

@@ -20,10 +20,12 @@ from events.types import (
 )
 from projections.fold import RunView
 from projections.resources import TERMINAL, Freshness, WorkflowTestRun, stale_reasons
-from service import fingerprints, ids, pagination, registry
-from service.commands import append_and_project, decide, enter_as_writer, stream_of
-from service.errors import NotFoundError, ValidationFailedError
+from service.http import pagination
+from service.http.errors import NotFoundError, ValidationFailedError
 from service.models import BlockScope, CreateRunRequest, ListMetadata, SingleScope
+from service.registry import fingerprints, ids
+from service.registry import store as registry
+from service.runs.write import append_and_project, decide, enter_as_writer, stream_of
 
 _decode_run = msgspec.json.Decoder(WorkflowTestRun).decode
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from service.errors import ApiError
+from service.http.errors import ApiError
 
 # Seconds a client is told to wait before retrying: about the time a pool
 # needs to free a connection, or PostgreSQL to come back from a restart.

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from service import pagination, runs
-from service.errors import ValidationFailedError, json_response
-from service.handlers.common import (
+from service.http import pagination
+from service.http.errors import ValidationFailedError, json_response
+from service.http.handlers.common import (
     POOL,
     STORE,
     decode_body,
@@ -19,6 +19,7 @@ from service.handlers.common import (
     query_id,
 )
 from service.models import CreateRunRequest
+from service.runs import commands as runs
 
 
 async def create_run(request: web.Request) -> web.Response:

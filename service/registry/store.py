@@ -15,8 +15,7 @@ import msgspec
 from events.types import utcnow
 from projections.resources import Freshness, stale_reasons
 from projections.summaries import RunSummary
-from service import fingerprints, ids
-from service.errors import ApiError, NotFoundError, ValidationFailedError
+from service.http.errors import ApiError, NotFoundError, ValidationFailedError
 from service.models import (
     AssertionSpec,
     Block,
@@ -32,6 +31,7 @@ from service.models import (
     WorkflowTest,
     WorkflowTestBlockTarget,
 )
+from service.registry import fingerprints, ids
 
 _decode_source = msgspec.json.Decoder(Source).decode
 _decode_assertion = msgspec.json.Decoder(AssertionSpec).decode

@@ -24,8 +24,8 @@ from events.types import (
 )
 from projections.fold import RunView
 from projections.resources import TERMINAL, Running
-from service.commands import decide, stream_of
-from service.queue import Claim
+from service.execution.queue import Claim
+from service.runs.write import decide, stream_of
 
 Outcome = TestPassed | TestFailed | TestBlocked | TestErrored
 

@@ -6,14 +6,14 @@ import asyncpg
 from aiohttp import web
 
 from events.store import EventStore
-from service import ratelimit
 from service.config import Config
-from service.handlers.common import POOL, STORE
-from service.idempotency import idempotency
-from service.keys import KeyLookup
+from service.http import ratelimit
+from service.http.handlers.common import POOL, STORE
+from service.http.idempotency import idempotency
+from service.http.middleware import KEYS, edge
+from service.http.routes import add_routes
 from service.metrics import METRICS, Metrics, measure
-from service.middleware import KEYS, edge
-from service.routes import add_routes
+from service.ops.keys import KeyLookup
 
 CONFIG = web.AppKey("config", Config)
 # The longest request line and header field (aiohttp's default is 8190 bytes).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service import feed
-from service.handlers import docs, events, health, metrics, results, runs, tests, workflows
+from service.http import feed
+from service.http.handlers import docs, events, health, metrics, results, runs, tests, workflows
 
 
 def add_routes(app: web.Application) -> None:

@@ -20,7 +20,7 @@ carries the block's URL (without credentials, query or fragment), the status
 and a short snippet of what the remote side answered.
 
 HTTP calls go only to public addresses, or to those the operator allows
-(`ALLOWED_OUTBOUND_HOSTS`, see `service.outbound`); a refused destination is a
+(`ALLOWED_OUTBOUND_HOSTS`, see `service.execution.outbound`); a refused destination is a
 `BlockExecutionError` with the reason `destination_not_allowed`. Redirects are
 never followed.
 """
@@ -39,7 +39,7 @@ import aiohttp
 import msgspec
 import yarl
 
-from service import outbound
+from service.execution import outbound
 
 __all__ = ["BlockExecutionError", "ExecutorSettings", "execute", "plain_inputs"]
 

@@ -24,10 +24,10 @@ import msgspec
 from aiohttp import hdrs, web
 
 from projections.resources import WorkflowTestResult, WorkflowTestRun
-from service import idempotency, pagination, ratelimit, runs
-from service.feed import RunEventItem
-from service.handlers import events as event_handlers
-from service.handlers.common import MAX_QUERY_ID
+from service.http import idempotency, pagination, ratelimit
+from service.http.feed import RunEventItem
+from service.http.handlers import events as event_handlers
+from service.http.handlers.common import MAX_QUERY_ID
 from service.models import (
     NO_NUL,
     Block,
@@ -42,10 +42,11 @@ from service.models import (
     Workflow,
     WorkflowTest,
 )
+from service.runs import commands as runs
 
 REF_TEMPLATE = "#/components/schemas/{name}"
 
-# Error and health bodies: service/errors.py and handlers/health.py build these
+# Error and health bodies: service/http/errors.py and handlers/health.py build these
 # as plain dicts, so their shapes are declared here as structs (and checked
 # against real answers by tests/integration/test_openapi.py).
 
@@ -574,7 +575,7 @@ def _operation_of(method: str, path: str) -> Operation:
     if _is_api(path):
         raise UndocumentedRouteError(
             f"route `{method} {path}` is served but has no entry in"
-            " service.openapi.OPERATIONS: add one (body, response, parameters, errors)"
+            " service.http.openapi.OPERATIONS: add one (body, response, parameters, errors)"
         )
     # Not part of the API proper (e.g. `/metrics`, added by the operator's
     # tooling): documented as existing, answering plain text.

@@ -37,11 +37,12 @@ from events.types import (
 from projections.asynchronous import describe_error
 from projections.fold import RunView
 from projections.resources import TERMINAL
-from service import assertions, execution, executors, outbound, queue
-from service.availability import Backoff
 from service.config import Config
-from service.execution import Outcome
+from service.execution import assertions, executors, outbound, queue
+from service.http.availability import Backoff
 from service.metrics import Metrics
+from service.runs import outcomes as execution
+from service.runs.outcomes import Outcome
 
 log = structlog.get_logger("service.runner")
 

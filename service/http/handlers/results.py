@@ -6,9 +6,10 @@ import msgspec
 from aiohttp import web
 
 from projections.resources import WorkflowTestResult
-from service import pagination, runs
-from service.errors import NotFoundError, json_response
-from service.handlers.common import POOL, organisation, page_response, required_query
+from service.http import pagination
+from service.http.errors import NotFoundError, json_response
+from service.http.handlers.common import POOL, organisation, page_response, required_query
+from service.runs import commands as runs
 
 _decode = msgspec.json.Decoder(WorkflowTestResult).decode
 
