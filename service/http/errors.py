@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from service.domain import Conflict, DomainError, Invalid, NotFound, Refused
+
 _encode = msgspec.json.Encoder().encode
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
@@ -83,3 +85,17 @@ def from_msgspec(
 def json_response(body: Any, status: int = 200) -> web.Response:
     """A JSON response encoded by msgspec."""
     return web.Response(body=_encode(body), status=status, content_type="application/json")
+
+
+# The status of each domain error; an unknown kind is the client's fault (400).
+_STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Refused: 400}
+
+
+def from_domain(error: DomainError) -> web.Response:
+    """The response of a domain error (service.domain): 404, 409, 400, or 422 with locations."""
+    if isinstance(error, Invalid):
+        return ValidationFailedError(
+            [{"loc": p.location, "msg": p.message, "type": p.kind} for p in error.problems]
+        ).response()
+    status = _STATUS_OF.get(type(error), 400)
+    return ApiError(status, error.code, error.message, error.details).response()

@@ -13,8 +13,9 @@ import structlog
 from aiohttp import hdrs, web
 
 from events.errors import ConcurrencyError
+from service.domain import DomainError
 from service.http import availability
-from service.http.errors import ApiError, ValidationFailedError
+from service.http.errors import ApiError, ValidationFailedError, from_domain
 from service.ops.keys import KeyLookup, Principal
 
 log = structlog.get_logger("service.http")
@@ -120,6 +121,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except (ApiError, ValidationFailedError) as error:
         response = error.response()
+    except DomainError as error:
+        response = from_domain(error)
     except ConcurrencyError as error:
         # The command lost a race with another writer of the same run, every try.
         response = ApiError(409, "conflict", str(error)).response()

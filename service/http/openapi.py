@@ -24,7 +24,8 @@ import msgspec
 from aiohttp import hdrs, web
 
 from projections.resources import WorkflowTestResult, WorkflowTestRun
-from service.http import idempotency, pagination, ratelimit
+from service import paging
+from service.http import idempotency, ratelimit
 from service.http.feed import RunEventItem
 from service.http.handlers import events as event_handlers
 from service.http.handlers.common import MAX_QUERY_ID
@@ -42,7 +43,7 @@ from service.models import (
     Workflow,
     WorkflowTest,
 )
-from service.runs import commands as runs
+from service.runs import reads
 
 REF_TEMPLATE = "#/components/schemas/{name}"
 
@@ -151,23 +152,23 @@ class Operation:
     alternatives: tuple[tuple[str, Any], ...] = ()
 
 
-_DEFAULT_PAGE = pagination.PageQuery()
+_DEFAULT_PAGE = paging.PageQuery()
 
 # What the handlers accept as an id in the query (`handlers.common.query_id`).
 QueryId = Annotated[str, msgspec.Meta(max_length=MAX_QUERY_ID, pattern=NO_NUL)]
 RequiredQueryId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=MAX_QUERY_ID, pattern=NO_NUL)
 ]
-# Cursors are unpadded URL-safe base64 (`pagination.encode_cursor`).
-Cursor = Annotated[str, msgspec.Meta(pattern=pagination.CURSOR_PATTERN)]
+# Cursors are unpadded URL-safe base64 (`paging.encode_cursor`).
+Cursor = Annotated[str, msgspec.Meta(pattern=paging.CURSOR_PATTERN)]
 
 PAGINATION = (
     Param("before", "Cursor: the page before this one (not with `after`).", Cursor),
     Param("after", "Cursor: the page after this one (not with `before`).", Cursor),
     Param(
         "limit",
-        f"Items per page, 1 to {pagination.MAX_LIMIT}.",
-        Annotated[int, msgspec.Meta(ge=1, le=pagination.MAX_LIMIT)],
+        f"Items per page, 1 to {paging.MAX_LIMIT}.",
+        Annotated[int, msgspec.Meta(ge=1, le=paging.MAX_LIMIT)],
         default=_DEFAULT_PAGE.limit,
     ),
     Param("order", "Order of creation.", Literal["asc", "desc"], default=_DEFAULT_PAGE.order),
@@ -177,11 +178,11 @@ _RUN_FILTERS = (
     Param("workflow_id", "Only runs of this workflow.", QueryId),
     Param("test_id", "Only runs that include this saved test.", QueryId),
     Param("target_block_id", "Only runs that include a test of this block.", QueryId),
-    Param("status", "Only runs in this lifecycle status.", enum=tuple(sorted(runs.STATUSES))),
+    Param("status", "Only runs in this lifecycle status.", enum=tuple(sorted(reads.STATUSES))),
     Param(
-        "exclude_status", "Every run but those in this status.", enum=tuple(sorted(runs.STATUSES))
+        "exclude_status", "Every run but those in this status.", enum=tuple(sorted(reads.STATUSES))
     ),
-    Param("trigger_type", "Only runs started this way.", enum=tuple(sorted(runs.TRIGGERS))),
+    Param("trigger_type", "Only runs started this way.", enum=tuple(sorted(reads.TRIGGERS))),
     Param("from_date", "Created at or after (RFC 3339; no offset means UTC).", datetime),
     Param("to_date", "Created at or before (RFC 3339; no offset means UTC).", datetime),
     Param(

@@ -15,13 +15,15 @@ import msgspec
 from events.types import utcnow
 from projections.resources import Freshness, stale_reasons
 from projections.summaries import RunSummary
-from service.http.errors import ApiError, NotFoundError, ValidationFailedError
+from service import paging
+from service.domain import Conflict, Invalid, NotFound
 from service.models import (
     AssertionSpec,
     Block,
     CreateBlockRequest,
     CreateTestRequest,
     CreateWorkflowRequest,
+    ListMetadata,
     ManualSource,
     Source,
     UpdateBlockRequest,
@@ -42,9 +44,9 @@ _to_builtins = msgspec.to_builtins
 _WORKFLOW_COLUMNS = "id, name, description, project_id, draft_version_id, created_at, updated_at"
 
 
-def workflow_not_found(workflow_id: str) -> NotFoundError:
+def workflow_not_found(workflow_id: str) -> NotFound:
     """The 404 of an unknown workflow."""
-    return NotFoundError("workflow_not_found", f"Workflow not found: {workflow_id}")
+    return NotFound("workflow_not_found", f"Workflow not found: {workflow_id}")
 
 
 def _workflow(row: asyncpg.Record) -> Workflow:
@@ -217,15 +219,15 @@ async def create_block(
                 now,
             )
         except asyncpg.UniqueViolationError as error:
-            raise ApiError(
-                409, "block_id_conflict", f"Block id already in use: {body.id}"
+            raise Conflict(
+                "block_id_conflict", f"Block id already in use: {body.id}"
             ) from error
     return _block(row)
 
 
-def block_not_found(block_id: str) -> NotFoundError:
+def block_not_found(block_id: str) -> NotFound:
     """The 404 of an unknown block."""
-    return NotFoundError("block_not_found", f"Block not found: {block_id}")
+    return NotFound("block_not_found", f"Block not found: {block_id}")
 
 
 BLOCK_LIST = f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE organisation_id = $1 AND workflow_id = $2"
@@ -391,9 +393,9 @@ def test_from_row(row: asyncpg.Record) -> WorkflowTest:
     return _test(row)
 
 
-def test_not_found(test_id: str) -> NotFoundError:
+def test_not_found(test_id: str) -> NotFound:
     """The 404 of an unknown saved test."""
-    return NotFoundError("test_not_found", f"Workflow test not found: {test_id}")
+    return NotFound("test_not_found", f"Workflow test not found: {test_id}")
 
 
 async def get_test(
@@ -411,7 +413,7 @@ async def update_test(
 ) -> WorkflowTest:
     """Change a test's name, assertion or source (its target is fixed)."""
     if body.target is not msgspec.UNSET:
-        raise ValidationFailedError.single(
+        raise Invalid.at(
             ["body", "target"], "the target of a saved test cannot change", "immutable"
         )
     async with conn.transaction():
@@ -482,7 +484,7 @@ TEST_LIST = _TEST_VIEW + " AND t.workflow_id = $2"
 
 def _check_source(source: Source) -> ManualSource:
     if not isinstance(source, ManualSource):
-        raise ValidationFailedError.single(
+        raise Invalid.at(
             ["body", "source", "type"],
             "source type `run_step` is not supported: workflow runs do not exist in this service",
             "not_supported",
@@ -612,3 +614,43 @@ async def draft_fingerprint(
         workflow_id,
     )
     return fingerprints.combined((row["id"], row["config_fingerprint"]) for row in rows)
+
+
+async def list_workflows(
+    conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, page: paging.PageQuery
+) -> tuple[list[Workflow], ListMetadata]:
+    """A page of the organisation's workflows."""
+    rows, metadata = await paging.fetch_page(conn, WORKFLOW_LIST, [organisation_id], page)
+    return [workflow_from_row(row) for row in rows], metadata
+
+
+async def list_blocks(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    organisation_id: str,
+    workflow_id: str,
+    page: paging.PageQuery,
+) -> tuple[list[Block], ListMetadata]:
+    """A page of a workflow's blocks; the workflow must exist (NotFound otherwise)."""
+    await get_workflow(conn, organisation_id, workflow_id)
+    rows, metadata = await paging.fetch_page(
+        conn, BLOCK_LIST, [organisation_id, workflow_id], page
+    )
+    return [block_from_row(row) for row in rows], metadata
+
+
+async def list_tests(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    organisation_id: str,
+    workflow_id: str,
+    page: paging.PageQuery,
+    *,
+    target_block_id: str | None = None,
+) -> tuple[list[WorkflowTest], ListMetadata]:
+    """A page of a workflow's saved tests, optionally of one target block."""
+    await get_workflow(conn, organisation_id, workflow_id)
+    sql, params = TEST_LIST, [organisation_id, workflow_id]
+    if target_block_id:
+        sql += " AND t.block_id = $3"
+        params.append(target_block_id)
+    rows, metadata = await paging.fetch_page(conn, sql, params, page, table="t")
+    return [test_from_row(row) for row in rows], metadata

@@ -1,11 +1,8 @@
-"""Run commands (decide -> events -> append + inline projection) and run reads."""
+"""The run's commands: create a run (snapshot its tests, `run.created`) and cancel it."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import asyncpg
-import msgspec
 
 from events.store import EventStore
 from events.types import (
@@ -19,20 +16,13 @@ from events.types import (
     Trigger,
 )
 from projections.fold import RunView
-from projections.resources import TERMINAL, Freshness, WorkflowTestRun, stale_reasons
-from service.http import pagination
-from service.http.errors import NotFoundError, ValidationFailedError
-from service.models import BlockScope, CreateRunRequest, ListMetadata, SingleScope
+from projections.resources import TERMINAL, WorkflowTestRun
+from service.domain import Invalid, NotFound
+from service.models import BlockScope, CreateRunRequest, SingleScope
 from service.registry import fingerprints, ids
 from service.registry import store as registry
+from service.runs.reads import get_run, run_not_found
 from service.runs.write import append_and_project, decide, enter_as_writer, stream_of
-
-_decode_run = msgspec.json.Decoder(WorkflowTestRun).decode
-
-
-def run_not_found(run_id: str) -> NotFoundError:
-    """The 404 of an unknown run."""
-    return NotFoundError("run_not_found", f"Workflow test run not found: {run_id}")
 
 
 async def create_run(
@@ -53,14 +43,14 @@ async def create_run(
         if block_id is not None and not await registry.block_in_workflow(
             conn, organisation_id, workflow.id, block_id
         ):
-            raise NotFoundError("block_not_found", f"Block not found: {block_id}")
+            raise NotFound("block_not_found", f"Block not found: {block_id}")
         tests = await registry.select_tests(
             conn, organisation_id, workflow.id, test_id=test_id, block_id=block_id
         )
         if test_id is not None and not tests:
-            raise NotFoundError("test_not_found", f"Workflow test not found: {test_id}")
+            raise NotFound("test_not_found", f"Workflow test not found: {test_id}")
         if not tests:
-            raise ValidationFailedError.single(
+            raise Invalid.at(
                 ["body", "scope"],
                 "the scope selects no saved test: create a test first",
                 "no_tests_in_scope",
@@ -120,123 +110,6 @@ async def create_run(
     return run
 
 
-# Freshness compares what each test of the run tested with what the current
-# draft would test, at read time, so it is right the moment a block or test
-# changes. While the workflow is at the revision the run snapshotted, nothing
-# changed: the one-time filter skips the comparison of every test.
-_WITH_FRESHNESS = """
-SELECT r.id, r.created_at, r.resource, f.engine_changed, f.inputs_changed, f.validity_changed
-  FROM test_runs r
-  LEFT JOIN workflows w ON w.organisation_id = r.organisation_id AND w.id = r.workflow_id
- CROSS JOIN LATERAL (
-    SELECT coalesce(bool_or(b.id IS NULL
-                            OR b.config_fingerprint <> x.resource->>'block_config_fingerprint'),
-                    false) AS engine_changed,
-           coalesce(bool_or(t.id IS NULL
-                            OR t.handle_inputs_fingerprint
-                               <> x.resource->>'handle_inputs_fingerprint'),
-                    false) AS inputs_changed,
-           coalesce(bool_or(t.id IS NULL OR t.validity_fingerprint <> x.validity_fingerprint),
-                    false) AS validity_changed
-      FROM test_results x
-      LEFT JOIN workflow_tests t ON t.organisation_id = x.organisation_id AND t.id = x.test_id
-      LEFT JOIN blocks b ON b.organisation_id = x.organisation_id AND b.id = x.block_id
-     WHERE x.run_id = r.id AND w.revision IS DISTINCT FROM r.workflow_revision
- ) f
- WHERE r.organisation_id = $1
-"""
-
-_GET_RUN = _WITH_FRESHNESS + " AND r.id = $2"
-
-STATUSES = frozenset({"pending", "queued", "running", "completed", "error", "cancelled"})
-TRIGGERS = frozenset({"manual", "api", "schedule", "webhook", "email", "custom", "restart"})
-
-
-async def get_run(
-    conn: asyncpg.Connection | asyncpg.Pool, organisation_id: str, run_id: str
-) -> WorkflowTestRun:
-    """One run of the organisation, with its freshness against the current draft; or 404."""
-    row = await conn.fetchrow(_GET_RUN, organisation_id, run_id)
-    if row is None:
-        raise run_not_found(run_id)
-    return run_of(row)
-
-
-def run_of(row: asyncpg.Record) -> WorkflowTestRun:
-    """A run from a `_WITH_FRESHNESS` row."""
-    run = _decode_run(row["resource"])
-    return with_freshness(
-        run, row["engine_changed"], row["inputs_changed"], row["validity_changed"]
-    )
-
-
-class RunFilters(msgspec.Struct, frozen=True, kw_only=True):
-    """The filters of the runs list."""
-
-    workflow_id: str | None = None
-    test_id: str | None = None
-    target_block_id: str | None = None
-    status: str | None = None
-    exclude_status: str | None = None
-    trigger_type: str | None = None
-    from_date: datetime | None = None
-    to_date: datetime | None = None
-
-
-async def list_runs(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    organisation_id: str,
-    filters: RunFilters,
-    page: pagination.PageQuery,
-) -> tuple[list[WorkflowTestRun], ListMetadata]:
-    """A page of the organisation's runs, newest first by default, each with its freshness."""
-    sql = _WITH_FRESHNESS
-    args: list[object] = [organisation_id]
-
-    def where(condition: str, value: object) -> None:
-        nonlocal sql
-        args.append(value)
-        sql += " AND " + condition.replace("?", f"${len(args)}")
-
-    if filters.workflow_id:
-        where("r.workflow_id = ?", filters.workflow_id)
-    if filters.test_id:
-        where(
-            "EXISTS (SELECT 1 FROM test_results x WHERE x.organisation_id = r.organisation_id"
-            " AND x.test_id = ? AND x.run_id = r.id)",
-            filters.test_id,
-        )
-    if filters.target_block_id:
-        where(
-            "EXISTS (SELECT 1 FROM test_results x WHERE x.run_id = r.id AND x.block_id = ?)",
-            filters.target_block_id,
-        )
-    if filters.status:
-        where("r.status = ?", filters.status)
-    if filters.exclude_status:
-        where("r.status <> ?", filters.exclude_status)
-    if filters.trigger_type:
-        where("r.trigger_type = ?", filters.trigger_type)
-    if filters.from_date:
-        where("r.created_at >= ?", filters.from_date)
-    if filters.to_date:
-        where("r.created_at <= ?", filters.to_date)
-    rows, metadata = await pagination.fetch_page(conn, sql, args, page, table="r")
-    return [run_of(row) for row in rows], metadata
-
-
-def with_freshness(
-    run: WorkflowTestRun, engine_changed: bool, inputs_changed: bool, validity_changed: bool
-) -> WorkflowTestRun:
-    """The run with its freshness status and reasons filled in."""
-    baseline = run.freshness or Freshness(status="unknown", baseline_run_id=run.id)
-    reasons = stale_reasons(engine_changed, inputs_changed, validity_changed)
-    freshness = msgspec.structs.replace(
-        baseline, status="stale" if reasons else "fresh", reasons=reasons
-    )
-    return msgspec.structs.replace(run, freshness=freshness)
-
-
 async def cancel_run(
     pool: asyncpg.Pool,
     store: EventStore,
@@ -264,7 +137,7 @@ async def cancel_run(
             raise run_not_found(run_id)
         if isinstance(decided.before.run.lifecycle, TERMINAL):
             status = decided.before.run.lifecycle.__struct_config__.tag
-            raise NotFoundError(
+            raise NotFound(
                 "run_not_cancellable", f"Workflow test run is already {status}: {run_id}"
             )
     store.announce(stream_of(run_id))

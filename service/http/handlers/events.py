@@ -16,7 +16,7 @@ from service.http.errors import ValidationFailedError
 from service.http.handlers.common import POOL, STORE, organisation, page_response
 from service.http.middleware import REQUEST_ID
 from service.models import ListMetadata
-from service.runs.commands import run_not_found
+from service.runs.reads import run_not_found
 from service.runs.write import stream_of
 
 log = structlog.get_logger(__name__)

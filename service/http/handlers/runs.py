@@ -19,20 +19,20 @@ from service.http.handlers.common import (
     query_id,
 )
 from service.models import CreateRunRequest
-from service.runs import commands as runs
+from service.runs import commands, reads
 
 
 async def create_run(request: web.Request) -> web.Response:
     """`POST /v1/workflows/tests/runs`: 202 WorkflowTestRun, `pending`, every test `queued`."""
     body = await decode_body(request, CreateRunRequest)
-    run = await runs.create_run(
+    run = await commands.create_run(
         request.app[POOL],
         request.app[STORE],
         organisation_id=organisation(request),
         body=body,
         metadata=metadata(request),
     )
-    run = runs.with_freshness(
+    run = reads.with_freshness(
         run, engine_changed=False, inputs_changed=False, validity_changed=False
     )
     return json_response(run, status=202)
@@ -40,13 +40,14 @@ async def create_run(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     """`GET /v1/workflows/tests/runs/{run_id}`: the run, with its freshness now."""
-    run = await runs.get_run(request.app[POOL], organisation(request), request.match_info["run_id"])
+    run_id = request.match_info["run_id"]
+    run = await reads.get_run(request.app[POOL], organisation(request), run_id)
     return json_response(run)
 
 
 async def cancel_run(request: web.Request) -> web.Response:
     """`POST /v1/workflows/tests/runs/{run_id}/cancel`: 200 with the cancelled run."""
-    run = await runs.cancel_run(
+    run = await commands.cancel_run(
         request.app[POOL],
         request.app[STORE],
         organisation_id=organisation(request),
@@ -65,9 +66,9 @@ async def list_runs(request: web.Request) -> web.Response:
             ["query", "sort_by"], "sort_by must be `created_at`", "literal_error"
         )
     for name, allowed in (
-        ("status", runs.STATUSES),
-        ("exclude_status", runs.STATUSES),
-        ("trigger_type", runs.TRIGGERS),
+        ("status", reads.STATUSES),
+        ("exclude_status", reads.STATUSES),
+        ("trigger_type", reads.TRIGGERS),
     ):
         value = query.get(name)
         if value and value not in allowed:
@@ -75,7 +76,7 @@ async def list_runs(request: web.Request) -> web.Response:
             raise ValidationFailedError.single(
                 ["query", name], f"must be one of: {choices}", "literal_error"
             )
-    filters = runs.RunFilters(
+    filters = reads.RunFilters(
         workflow_id=query_id(request, "workflow_id"),
         test_id=query_id(request, "test_id"),
         target_block_id=query_id(request, "target_block_id"),
@@ -86,7 +87,7 @@ async def list_runs(request: web.Request) -> web.Response:
         to_date=_date(query, "to_date"),
     )
     page = pagination.parse(query)
-    found, list_metadata = await runs.list_runs(
+    found, list_metadata = await reads.list_runs(
         request.app[POOL], organisation(request), filters, page
     )
     return page_response(found, list_metadata)

@@ -30,16 +30,14 @@ async def list_tests(request: web.Request) -> web.Response:
     """`GET /v1/workflows/tests?workflow_id=`: a page of the workflow's saved tests."""
     workflow_id = required_query(request, "workflow_id")
     page = pagination.parse(request.query)
-    pool = request.app[POOL]
-    org = organisation(request)
-    await registry.get_workflow(pool, org, workflow_id)
-    sql, params = registry.TEST_LIST, [org, workflow_id]
-    target_block_id = query_id(request, "target_block_id")
-    if target_block_id:
-        sql += " AND t.block_id = $3"
-        params.append(target_block_id)
-    rows, metadata = await pagination.fetch_page(pool, sql, params, page, table="t")
-    return page_response([registry.test_from_row(row) for row in rows], metadata)
+    tests, metadata = await registry.list_tests(
+        request.app[POOL],
+        organisation(request),
+        workflow_id,
+        page,
+        target_block_id=query_id(request, "target_block_id"),
+    )
+    return page_response(tests, metadata)
 
 
 async def get_test(request: web.Request) -> web.Response:

@@ -32,10 +32,10 @@ async def create_workflow(request: web.Request) -> web.Response:
 async def list_workflows(request: web.Request) -> web.Response:
     """`GET /v1/workflows`: a page of workflows."""
     page = pagination.parse(request.query)
-    rows, metadata = await pagination.fetch_page(
-        request.app[POOL], registry.WORKFLOW_LIST, [organisation(request)], page
+    workflows, metadata = await registry.list_workflows(
+        request.app[POOL], organisation(request), page
     )
-    return page_response([registry.workflow_from_row(row) for row in rows], metadata)
+    return page_response(workflows, metadata)
 
 
 async def get_workflow(request: web.Request) -> web.Response:
@@ -75,13 +75,10 @@ async def list_blocks(request: web.Request) -> web.Response:
     """`GET /v1/workflows/blocks?workflow_id=`: a page of the workflow's blocks."""
     workflow_id = required_query(request, "workflow_id")
     page = pagination.parse(request.query)
-    pool = request.app[POOL]
-    org = organisation(request)
-    await registry.get_workflow(pool, org, workflow_id)
-    rows, metadata = await pagination.fetch_page(
-        pool, registry.BLOCK_LIST, [org, workflow_id], page
+    blocks, metadata = await registry.list_blocks(
+        request.app[POOL], organisation(request), workflow_id, page
     )
-    return page_response([registry.block_from_row(row) for row in rows], metadata)
+    return page_response(blocks, metadata)
 
 
 async def get_block(request: web.Request) -> web.Response:
