@@ -19,21 +19,14 @@ from typing import Protocol
 import asyncpg
 import structlog
 
-from events.store import Checkpoint, EventStore, checkpoint_of
+from events import reads, repair
+from events.store import ORIGIN, Checkpoint, EventStore, checkpoint_of
 from events.types import RecordedEvent
 
 log = structlog.get_logger("projections.async")
 
 _LOCK_CHECKPOINT = """
 SELECT transaction_id, global_position FROM projection_checkpoints WHERE name = $1 FOR UPDATE
-"""
-
-# The last event in commit order that can never be preceded by another (see read_all).
-_LAST_FINAL = """
-SELECT transaction_id, global_position FROM events
- WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
- ORDER BY transaction_id DESC, global_position DESC
- LIMIT 1
 """
 
 _SAVE_CHECKPOINT = """
@@ -79,9 +72,9 @@ async def rebuild(pool: asyncpg.Pool, projection: AsyncProjection) -> int:
             projection.name,
         )
         await conn.fetchrow(_LOCK_CHECKPOINT, projection.name)
-        last = await conn.fetchrow(_LAST_FINAL)
+        last = await reads.last_final(conn)
         await projection.rebuild(conn)
-        await conn.execute(_SAVE_CHECKPOINT, projection.name, *(last or (0, 0)))
+        await conn.execute(_SAVE_CHECKPOINT, projection.name, *(last or ORIGIN))
     total = 0
     while read := await catch_up(pool, projection):
         total += read
@@ -206,12 +199,40 @@ async def status(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, obje
     """Each projection's checkpoint, when it moved, and how many events it has yet to read."""
     rows = await conn.fetch(
         """
-        SELECT c.name, c.transaction_id::text AS transaction_id, c.global_position,
-               c.updated_at,
-               (SELECT count(*) FROM events e
-                 WHERE (e.transaction_id, e.global_position)
-                     > (c.transaction_id, c.global_position)) AS lag
-          FROM projection_checkpoints c ORDER BY c.name
+        SELECT name, transaction_id::text AS transaction_id, global_position, updated_at
+          FROM projection_checkpoints ORDER BY name
         """
     )
-    return [dict(row) for row in rows]
+    found: list[dict[str, object]] = []
+    for row in rows:
+        at = Checkpoint(int(row["transaction_id"]), int(row["global_position"]))
+        found.append({**dict(row), "lag": await reads.count_after(conn, at)})
+    return found
+
+
+async def move_checkpoints(
+    conn: asyncpg.Connection,
+) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
+    """Inside `events.repair.renumber`: move every checkpoint to where it stands after
+    the renumbering; return `(name, old, new)` for each one that moved."""
+    moved: list[tuple[str, tuple[int, int], tuple[int, int]]] = []
+    for row in await conn.fetch(
+        "SELECT name, transaction_id::text::bigint AS tx, global_position"
+        " FROM projection_checkpoints ORDER BY name"
+    ):
+        old = (int(row["tx"]), int(row["global_position"]))
+        new = (0, 0)
+        if old != (0, 0):
+            target = await repair.position_after(conn, Checkpoint(*old))
+            if target is not None:
+                new = (target.transaction_id, target.global_position)
+        if new != old:
+            await conn.execute(
+                "UPDATE projection_checkpoints SET transaction_id = $2::xid8,"
+                " global_position = $3, updated_at = now() WHERE name = $1",
+                row["name"],
+                new[0],
+                new[1],
+            )
+            moved.append((row["name"], old, new))
+    return moved

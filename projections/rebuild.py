@@ -33,8 +33,9 @@ from typing import Any
 
 import asyncpg
 
-from events import codec
-from events.store import fetch_stream, init_connection
+from events import codec, reads
+from events.connection import init_connection
+from events.store import fetch_stream
 from events.types import RunCreated, RunEvent
 from projections import asynchronous
 from projections.fold import step
@@ -69,16 +70,6 @@ _BATCH = 2000
 _ONLINE_ROUNDS = 5  # catch-up rounds before the lock, at most
 _FEW_STREAMS = 20  # few enough streams left to catch up under the lock
 
-# What the fold reads of every event of a range of streams (bounds may be
-# NULL: open), ordered by stream and version.
-EVENTS_OF_STREAMS = """
-SELECT stream_id, version, type, schema_version, data, occurred_at
-  FROM events
- WHERE ($1::text IS NULL OR stream_id >= $1) AND ($2::text IS NULL OR stream_id < $2)
- ORDER BY stream_id, version
-"""
-# Every stream and its length (version), in the order of the ranges above.
-_STREAMS = "SELECT stream_id, version FROM streams ORDER BY stream_id"
 # A process folding a range needs at least this many events to pay its start-up.
 _EVENTS_PER_JOB = 200_000
 
@@ -109,13 +100,6 @@ SELECT format('ALTER TABLE %s RESET (fillfactor)', t.oid::regclass),
   FROM pg_class t CROSS JOIN unnest(t.reloptions) AS o(option)
  WHERE t.relnamespace = $1::regnamespace AND t.relkind = 'r' AND o.option LIKE 'fillfactor=%'
 """
-
-_UNSEEN_STREAMS = """
-SELECT DISTINCT stream_id FROM events
- WHERE transaction_id >= pg_snapshot_xmin($1::text::pg_snapshot)
-   AND NOT pg_visible_in_snapshot(transaction_id, $1::text::pg_snapshot)
-"""
-
 
 @dataclass
 class RebuildReport:
@@ -206,7 +190,7 @@ async def _chunks(
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
     """Every event row of a range of streams, ordered by stream and version, in
     chunks; the next chunk is fetched while the caller folds the current one."""
-    cursor = await reader.cursor(EVENTS_OF_STREAMS, *streams)
+    cursor = await reads.events_of_streams(reader, *streams)
     ahead = asyncio.ensure_future(cursor.fetch(_BATCH))
     try:
         while rows := await ahead:
@@ -222,8 +206,8 @@ async def _chunks(
 async def _streams(
     chunks: AsyncIterator[list[asyncpg.Record]],
 ) -> AsyncIterator[list[Step]]:
-    """Group ordered event rows (`EVENTS_OF_STREAMS`) into one list of decoded steps per
-    stream."""
+    """Group ordered event rows (`events.reads.EVENTS_OF_STREAMS`) into one list of decoded
+    steps per stream."""
     current: list[Step] = []
     stream = None
     decode = codec.decode
@@ -355,7 +339,7 @@ async def _build(
     """
     async with reader.transaction(isolation="repeatable_read", readonly=True):
         snapshot: str = await reader.fetchval("SELECT pg_current_snapshot()::text")
-        streams = await reader.fetch(_STREAMS)
+        streams = await reads.stream_lengths(reader)
         total = sum(row["version"] for row in streams)
         if on_total is not None:
             on_total(total)
@@ -498,7 +482,7 @@ async def _swap(
         # appends made outside the commands; then the queue, so that no claim
         # changes a lease while it is carried over.
         await writer.execute("SELECT pg_advisory_xact_lock($1)", WRITERS_LOCK)
-        await writer.execute(f"LOCK TABLE {live}.streams IN SHARE ROW EXCLUSIVE MODE")
+        await reads.lock_streams_against_appends(writer, live)
         await writer.execute(f"LOCK TABLE {live}.test_queue IN EXCLUSIVE MODE")
         report.caught_up_streams = await _catch_up(writer, side, snapshot)
         await writer.execute(_CARRY_LEASES.format(live=live, side=side))
@@ -528,7 +512,7 @@ async def _copy(conn: asyncpg.Connection, schema: str, batch: list[StreamRows]) 
 
 async def _catch_up(conn: asyncpg.Connection, schema: str, snapshot: str) -> int:
     """Re-fold, into the side tables, every stream written after the snapshot."""
-    streams = [row["stream_id"] for row in await conn.fetch(_UNSEEN_STREAMS, snapshot)]
+    streams = await reads.streams_unseen_by(conn, snapshot)
     for stream_id in streams:
         events = await fetch_stream(conn, stream_id)
         rows = rows_of_stream((e.version, e.event, e.occurred_at) for e in events)

@@ -310,18 +310,20 @@ def main(argv: list[str] | None = None) -> int:
         return _run(
             cli.replay_run(resolve_dsn(config), args.run_id, as_json=args.json, verify=args.verify)
         )
-    if args.command in ("repair-after-restore", "export-events"):
-        from service.ops import repair as audit  # noqa: PLC0415  (loads only when used)
+    if args.command == "repair-after-restore":
+        from service.ops import repair  # noqa: PLC0415  (loads only when used)
 
-        if args.command == "repair-after-restore":
-            return _run(audit.repair_after_restore(resolve_dsn(config), burn=not args.no_burn))
+        return _run(repair.repair_after_restore(resolve_dsn(config), burn=not args.no_burn))
+    if args.command == "export-events":
+        from service.ops import export  # noqa: PLC0415  (loads only when used)
+
         try:
-            since = audit.parse_time(args.since) if args.since else None
-            until = audit.parse_time(args.until) if args.until else None
+            since = export.parse_time(args.since) if args.since else None
+            until = export.parse_time(args.until) if args.until else None
         except ValueError as error:
             parser.error(str(error))
         return _run(
-            audit.export_events(
+            export.export_events(
                 resolve_dsn(config),
                 run_id=args.run_id,
                 organisation_id=args.organisation_id,

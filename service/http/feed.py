@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from itertools import repeat
 from typing import Any
 
 import asyncpg
@@ -23,7 +22,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from events.store import STREAM_COLUMNS, recorded_events
+from events import reads
 from events.types import Metadata, RecordedEvent
 
 log = structlog.get_logger(__name__)
@@ -77,21 +76,11 @@ def sse_message(event: RecordedEvent) -> bytes:
     )
 
 
-_PAGE = f"""
-SELECT {STREAM_COLUMNS} FROM events
- WHERE stream_id = $1 AND version > $2
- ORDER BY version
- LIMIT $3
-"""
-
-
 async def read_page(
     pool: asyncpg.Pool, stream_id: str, after: int, limit: int
 ) -> tuple[list[RecordedEvent], bool]:
     """Up to `limit` events with `version > after`, and whether more follow."""
-    # One extra row answers "is there more?" without a count.
-    rows = await pool.fetch(_PAGE, stream_id, after, limit + 1)
-    return recorded_events(repeat(stream_id), rows[:limit]), len(rows) > limit
+    return await reads.stream_page(pool, stream_id, after, limit)
 
 
 class FeedHub:

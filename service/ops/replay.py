@@ -9,6 +9,7 @@ import msgspec
 from tqdm import tqdm
 
 from events.store import EventStore
+from events.streams import stream_of
 from events.types import EVENT_TYPES
 from projections import asynchronous, readmodel
 from projections.rebuild import RebuildReport, VerificationError, rebuild
@@ -93,7 +94,7 @@ async def replay_run(dsn: str, run_id: str, *, as_json: bool, verify: bool) -> i
     pool = await db.create_pool(dsn, min_size=1, max_size=2)
     try:
         store = EventStore(pool)
-        last_version = await store.stream_version(f"run-{run_id}")
+        last_version = await store.stream_version(stream_of(run_id))
         if last_version == 0:
             print(f"run not found: {run_id}", file=sys.stderr)
             return 2
@@ -102,7 +103,7 @@ async def replay_run(dsn: str, run_id: str, *, as_json: bool, verify: bool) -> i
         table = _Table(last_version)
         if not as_json:
             out.write(table.head().encode() + b"\n")
-        async for s in replayed.steps(store.iterate_stream(f"run-{run_id}")):
+        async for s in replayed.steps(store.iterate_stream(stream_of(run_id))):
             out.write(_json_line(s) if as_json else table.row(s).encode())
             out.write(b"\n")
         out.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from events.store import EventStore
+from events.streams import stream_of
 from events.types import (
     Metadata,
     NewEvent,
@@ -22,7 +23,7 @@ from service.models import BlockScope, CreateRunRequest, SingleScope
 from service.registry import fingerprints, ids
 from service.registry import store as registry
 from service.runs.reads import get_run, run_not_found
-from service.runs.write import append_and_project, decide, enter_as_writer, stream_of
+from service.runs.write import append_and_project, decide, enter_as_writer
 
 
 async def create_run(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from events.store import EventStore
+from events.streams import stream_of
 from events.types import (
     Metadata,
     NewEvent,
@@ -25,7 +26,7 @@ from events.types import (
 from projections.fold import RunView
 from projections.resources import TERMINAL, Running
 from service.execution.queue import Claim
-from service.runs.write import decide, stream_of
+from service.runs.write import decide
 
 Outcome = TestPassed | TestFailed | TestBlocked | TestErrored
 

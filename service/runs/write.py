@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from events.store import EventStore
+from events.streams import stream_of
 from events.types import Metadata, NewEvent, RecordedEvent, RunCompleted, RunEvent, utcnow
 from projections import readmodel
 from projections.fold import RunView
@@ -29,11 +30,6 @@ from projections.resources import TERMINAL, WorkflowTestRun
 async def enter_as_writer(conn: asyncpg.Connection) -> None:
     """Take the writers' lock (shared) for the rest of the transaction."""
     await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", WRITERS_LOCK)
-
-
-def stream_of(run_id: str) -> str:
-    """The event stream of a run."""
-    return f"run-{run_id}"
 
 
 def recorded(new: NewEvent, stream_id: str, version: int, position: int) -> RecordedEvent:

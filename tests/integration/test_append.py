@@ -11,8 +11,9 @@ import msgspec
 import pytest
 
 from events import codec
+from events.connection import _TIMESTAMPS
 from events.errors import ConcurrencyError, IdempotencyConflictError
-from events.store import _TIMESTAMPS, EventStore
+from events.store import EventStore
 from events.types import Metadata, NewEvent, RunCancelled, RunCompleted, TestStarted
 
 LOCK_WAITERS = """

@@ -10,10 +10,10 @@ import msgspec
 import pytest
 
 from events.store import EventStore
+from events.streams import stream_of
 from service import db
 from service.http import feed
 from service.http.handlers import events as event_handlers
-from service.runs.write import stream_of
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 from tests.integration.test_execution import (
     RUNS,

@@ -11,13 +11,15 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from events import reads as events_reads
+from events.streams import stream_of
 from service.http import feed
 from service.http.errors import ValidationFailedError
 from service.http.handlers.common import POOL, STORE, organisation, page_response
 from service.http.middleware import REQUEST_ID
 from service.models import ListMetadata
+from service.runs import reads
 from service.runs.reads import run_not_found
-from service.runs.write import stream_of
 
 log = structlog.get_logger(__name__)
 
@@ -30,19 +32,11 @@ HEARTBEAT_S = 15.0
 # Re-read the stream at least this often: a missed NOTIFY only delays an event.
 POLL_S = 1.0
 
-_RUN_EXISTS = "SELECT EXISTS (SELECT 1 FROM test_runs WHERE organisation_id = $1 AND id = $2)"
-_TERMINAL_SENT = """
-SELECT EXISTS (
-  SELECT 1 FROM events WHERE stream_id = $1 AND version <= $2 AND type = ANY ($3::text[])
-)
-"""
-
-
 async def run_events(request: web.Request) -> web.StreamResponse:
     """`GET /v1/workflows/tests/runs/{run_id}/events`: JSON pages by version, or SSE."""
     run_id = request.match_info["run_id"]
     pool = request.app[POOL]
-    if not await pool.fetchval(_RUN_EXISTS, organisation(request), run_id):
+    if not await reads.run_exists(pool, organisation(request), run_id):
         raise run_not_found(run_id)
     if "text/event-stream" in request.headers.get("Accept", ""):
         return await _stream(request, pool, stream_of(run_id))
@@ -109,8 +103,8 @@ async def _stream(request: web.Request, pool: asyncpg.Pool, stream_id: str) -> w
         }
     )
     # A client resuming after the terminal event has everything: end at once.
-    already_over = last > 0 and await pool.fetchval(
-        _TERMINAL_SENT, stream_id, last, list(feed.TERMINAL_TYPES)
+    already_over = last > 0 and await events_reads.type_seen(
+        pool, stream_id, last, list(feed.TERMINAL_TYPES)
     )
     await response.prepare(request)
     if already_over:
