@@ -19,7 +19,8 @@ from typing import Protocol
 import asyncpg
 import structlog
 
-from events import reads, repair
+from events import locks, reads, repair
+from events.retry import Backoff, describe_error
 from events.store import ORIGIN, Checkpoint, EventStore, checkpoint_of
 from events.types import RecordedEvent
 
@@ -102,7 +103,8 @@ async def catch_up(pool: asyncpg.Pool, projection: AsyncProjection, batch: int =
         return len(events)
 
 
-LEADER_LOCK = 7_262_011_404
+LEADER_LOCK = locks.PROJECTION_LEADER  # the leader's session lock
+_MOST_BACKOFF_S = 10.0  # the longest wait between a leader's tries
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
 
@@ -132,7 +134,7 @@ async def follow(
         except Exception as error:  # never exit: PostgreSQL may be restarting
             failures += 1
             log.warning("projection_leader_connect_failed", error=describe_error(error))
-            await _sleep(stop, _backoff(standby_s, failures))
+            await _sleep(stop, Backoff(standby_s, _MOST_BACKOFF_S).delay(failures))
             continue
         try:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
@@ -145,20 +147,10 @@ async def follow(
         except Exception as error:  # the connection broke: stand by, then try again
             failures += 1
             log.warning("projection_leader_lost", error=describe_error(error))
-            await _sleep(stop, _backoff(idle_s, failures))
+            await _sleep(stop, Backoff(idle_s, _MOST_BACKOFF_S).delay(failures))
         finally:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
-
-
-def _backoff(first_s: float, failures: int, most_s: float = 10.0) -> float:
-    """The wait after `failures` failures in a row: `first_s`, doubled each time, capped."""
-    return float(min(most_s, first_s * 2 ** max(0, failures - 1)))
-
-
-def describe_error(error: BaseException) -> str:
-    """`Type: message`, for a log line."""
-    return f"{type(error).__name__}: {error}"
 
 
 async def _lead(

@@ -33,7 +33,7 @@ from typing import Any
 
 import asyncpg
 
-from events import codec, reads
+from events import codec, locks, reads
 from events.connection import init_connection
 from events.store import fetch_stream
 from events.types import RunCreated, RunEvent
@@ -52,8 +52,6 @@ from projections.summaries import LatestRunSummaries
 
 TABLES = ("test_runs", "test_results", "test_queue")
 ASYNC_PROJECTIONS: tuple[asynchronous.AsyncProjection, ...] = (LatestRunSummaries(),)
-# Taken (shared) by every command that writes a run; see service/runs/write.py.
-WRITERS_LOCK = 7_262_011_403
 # What --verify compares: every column of the projections, but not the
 # runners' own state in the queue (leases, attempts). Rendered JSON compares as
 # values (`json` has no equality, and a migrated row's spacing may differ).
@@ -481,7 +479,7 @@ async def _swap(
         # takes (shared) before touching any table; then the streams, for
         # appends made outside the commands; then the queue, so that no claim
         # changes a lease while it is carried over.
-        await writer.execute("SELECT pg_advisory_xact_lock($1)", WRITERS_LOCK)
+        await writer.execute("SELECT pg_advisory_xact_lock($1)", locks.WRITERS)
         await reads.lock_streams_against_appends(writer, live)
         await writer.execute(f"LOCK TABLE {live}.test_queue IN EXCLUSIVE MODE")
         report.caught_up_streams = await _catch_up(writer, side, snapshot)

@@ -25,7 +25,7 @@ from service import logging as service_logging
 from service.config import Config
 from service.execution.runner import Runner
 from service.http.app import create_app
-from service.metrics import METRICS
+from service.http.measure import METRICS
 from service.ops import keys
 
 log = structlog.get_logger("service")

@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 
 from events.types import TestSnapshot
+from service.runs.outcomes import Claim
 
 _CLAIM = """
 WITH claimable AS (
@@ -39,16 +40,6 @@ UPDATE test_queue
 """
 
 _decode_task = msgspec.json.Decoder(TestSnapshot).decode
-
-
-class Claim(msgspec.Struct, frozen=True, kw_only=True):
-    """A test a runner holds the lease of, with everything needed to execute it."""
-
-    result_id: str
-    run_id: str
-    organisation_id: str
-    attempt: int
-    task: TestSnapshot
 
 
 async def claim(pool: asyncpg.Pool, worker: str, limit: int, lease_seconds: float) -> list[Claim]:

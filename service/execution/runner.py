@@ -22,6 +22,7 @@ import aiohttp
 import asyncpg
 import structlog
 
+from events.retry import Backoff, describe_error
 from events.store import EventStore
 from events.types import (
     AssertionFailure,
@@ -34,15 +35,13 @@ from events.types import (
     TestPassed,
     TestSnapshot,
 )
-from projections.asynchronous import describe_error
 from projections.fold import RunView
 from projections.resources import TERMINAL
 from service.config import Config
 from service.execution import assertions, executors, outbound, queue
-from service.http.availability import Backoff
 from service.metrics import Metrics
 from service.runs import outcomes as execution
-from service.runs.outcomes import Outcome
+from service.runs.outcomes import Claim, Outcome
 
 log = structlog.get_logger("service.runner")
 
@@ -97,7 +96,7 @@ class Runner:
         self._outcomes: dict[str, list[NewEvent]] = defaultdict(list)
         self._flush_now = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._claimed: dict[str, queue.Claim] = {}
+        self._claimed: dict[str, Claim] = {}
         # The runs as this runner last wrote them: while nobody else has written
         # a run since, its next decision reads only what this state lacks.
         self._known: OrderedDict[str, RunView] = OrderedDict()
@@ -197,7 +196,7 @@ class Runner:
         backoff = Backoff(first_s=_IDLE_POLL_S, most_s=_MOST_BACKOFF_S)
         while not stop.is_set():
             free = self.config.runner_concurrency - self._held
-            claims: list[queue.Claim] = []
+            claims: list[Claim] = []
             if free > 0:
                 try:
                     claims = await queue.claim(
@@ -222,8 +221,8 @@ class Runner:
             self._changed.clear()
             await _first(stop.wait(), self._changed.wait(), within_s=_IDLE_POLL_S)
 
-    async def _start(self, claims: list[queue.Claim]) -> None:
-        by_run: dict[str, list[queue.Claim]] = defaultdict(list)
+    async def _start(self, claims: list[Claim]) -> None:
+        by_run: dict[str, list[Claim]] = defaultdict(list)
         for claim in claims:
             by_run[claim.run_id].append(claim)
         for run_id, run_claims in by_run.items():
@@ -256,7 +255,7 @@ class Runner:
                 task.add_done_callback(self._tasks.discard)
         self._changed.set()
 
-    async def _execute(self, claim: queue.Claim) -> None:
+    async def _execute(self, claim: Claim) -> None:
         try:
             outcome: Outcome = await self._evaluate(claim.task)
         except asyncio.CancelledError:
@@ -310,13 +309,13 @@ class Runner:
             duration_ms=_elapsed_ms(started),
         )
 
-    async def _release(self, claim: queue.Claim, delay_s: float) -> None:
+    async def _release(self, claim: Claim, delay_s: float) -> None:
         self._claimed.pop(claim.result_id, None)
         await self._give_back([claim], delay_s)
         self._held -= 1
         self._changed.set()
 
-    async def _give_back(self, claims: list[queue.Claim], delay_s: float) -> bool:
+    async def _give_back(self, claims: list[Claim], delay_s: float) -> bool:
         """Release the leases of `claims` (claimable again after `delay_s`); False if it failed."""
         if not claims:
             return True

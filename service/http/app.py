@@ -10,9 +10,10 @@ from service.config import Config
 from service.http import ratelimit
 from service.http.handlers.common import POOL, STORE
 from service.http.idempotency import idempotency
+from service.http.measure import METRICS, measure
 from service.http.middleware import KEYS, edge
 from service.http.routes import add_routes
-from service.metrics import METRICS, Metrics, measure
+from service.metrics import Metrics
 from service.ops.keys import KeyLookup
 
 CONFIG = web.AppKey("config", Config)

@@ -6,7 +6,7 @@ is exhausted, or connecting does not finish), whose statement ran past
 refusing connections, out of connection slots) is answered at once with
 503 `service_unavailable` and `Retry-After`, instead of hanging or a 500: the
 client may simply try again. The background loops (runner, projection leader,
-feed) meet the same errors; they log, wait with `Backoff`, and carry on.
+feed) meet the same errors; they log, wait with `events.retry.Backoff`, and carry on.
 """
 
 from __future__ import annotations
@@ -62,28 +62,3 @@ def response(error: BaseException) -> web.Response:
     answer = ApiError(503, "service_unavailable", message).response()
     answer.headers["Retry-After"] = str(RETRY_AFTER_S)
     return answer
-
-
-class Backoff:
-    """Exponential delays for a loop that retries after failures: first, doubled, capped.
-
-    `reset` after a success, so the next failure starts small again.
-    """
-
-    def __init__(self, first_s: float = 0.1, most_s: float = 5.0) -> None:
-        self.first_s = first_s
-        self.most_s = most_s
-        self._next = first_s
-        self.failures = 0
-
-    def next(self) -> float:
-        """The delay before the next try; the one after doubles, up to `most_s`."""
-        delay = self._next
-        self._next = min(self._next * 2, self.most_s)
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        """Back to the first delay (after a success)."""
-        self._next = self.first_s
-        self.failures = 0

@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from events import reads
+from events.retry import Backoff, describe_error
 from events.types import Metadata, RecordedEvent
 
 log = structlog.get_logger(__name__)
@@ -169,7 +170,7 @@ class FeedHub:
             self._relisten_task = asyncio.get_running_loop().create_task(self._relisten())
 
     async def _relisten(self) -> None:
-        delay = _RELISTEN_FIRST_S
+        backoff = Backoff(_RELISTEN_FIRST_S, _RELISTEN_MOST_S)
         while not self._closed and self._pool is not None:
             if not self._subscribers:
                 # Nobody waits: give the broken connection back; the next reader listens.
@@ -179,7 +180,7 @@ class FeedHub:
             try:
                 await self.ensure_listening(self._pool)
             except Exception as error:  # whatever it is: try again after the delay
-                log.warning("feed_listen_failed", error=f"{type(error).__name__}: {error}")
+                log.warning("feed_listen_failed", error=describe_error(error))
             if _alive(self._conn):
                 log.info("feed_listening_again")
                 # A notification may have been missed meanwhile: everyone re-reads.
@@ -187,8 +188,7 @@ class FeedHub:
                     for wake in waiting:
                         wake.set()
                 return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RELISTEN_MOST_S)
+            await asyncio.sleep(backoff.next())
 
     def _notified(self, _conn: asyncpg.Connection, _pid: int, _channel: str, payload: str) -> None:
         for wake in self._subscribers.get(payload, ()):

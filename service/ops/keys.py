@@ -8,9 +8,9 @@ import time
 
 import asyncpg
 
+from events import locks
 from service.registry import ids
 
-_BOOTSTRAP_LOCK = 7_262_011_402
 _LONGEST_KEY = 1024  # longer presented keys are refused without hashing or a query
 _CACHE_MOST = 10_000  # valid keys remembered at once, at most
 
@@ -105,7 +105,7 @@ async def bootstrap(pool: asyncpg.Pool, configured_key: str | None) -> str | Non
     at all, create an organisation and a key and return the key, to be shown once.
     """
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", locks.BOOTSTRAP)
         if configured_key is not None:
             known = await conn.fetchval(
                 "SELECT 1 FROM api_keys WHERE key_hash = $1", hash_key(configured_key)

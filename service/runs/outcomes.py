@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import asyncpg
+import msgspec
 
 from events.store import EventStore
 from events.streams import stream_of
@@ -21,16 +22,26 @@ from events.types import (
     TestErrored,
     TestFailed,
     TestPassed,
+    TestSnapshot,
     TestStarted,
 )
 from projections.fold import RunView
 from projections.resources import TERMINAL, Running
-from service.execution.queue import Claim
 from service.runs.write import decide
 
 Outcome = TestPassed | TestFailed | TestBlocked | TestErrored
 
 _DELETE_CLAIMS = "DELETE FROM test_queue WHERE result_id = ANY ($1::text[])"
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """A test a runner holds the lease of, with everything needed to execute it."""
+
+    result_id: str
+    run_id: str
+    organisation_id: str
+    attempt: int
+    task: TestSnapshot
 
 
 def decide_starts(

@@ -18,18 +18,18 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from events import locks
 from events.store import EventStore
 from events.streams import stream_of
 from events.types import Metadata, NewEvent, RecordedEvent, RunCompleted, RunEvent, utcnow
 from projections import readmodel
 from projections.fold import RunView
-from projections.rebuild import WRITERS_LOCK
 from projections.resources import TERMINAL, WorkflowTestRun
 
 
 async def enter_as_writer(conn: asyncpg.Connection) -> None:
     """Take the writers' lock (shared) for the rest of the transaction."""
-    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", WRITERS_LOCK)
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", locks.WRITERS)
 
 
 def recorded(new: NewEvent, stream_id: str, version: int, position: int) -> RecordedEvent:

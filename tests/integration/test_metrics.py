@@ -20,7 +20,8 @@ from service.execution import queue
 from service.execution.runner import Runner
 from service.http.app import create_app
 from service.http.handlers.common import POOL
-from service.metrics import METRICS, Metrics
+from service.http.measure import METRICS
+from service.metrics import Metrics
 from tests.helpers import OTHER_API_KEY, ApiClient
 from tests.integration.test_execution import CONFIG, until
 from tests.integration.test_execution import running as running_with

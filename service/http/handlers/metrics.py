@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.http.handlers.common import POOL
-from service.metrics import METRICS
+from service.http.measure import METRICS
 
 
 async def metrics(request: web.Request) -> web.Response:
