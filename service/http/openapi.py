@@ -1,12 +1,12 @@
-"""The API's OpenAPI 3.1 document, generated from the types the handlers use.
+"""The API's OpenAPI 3.1 document, generated from the route table.
 
 Every request and response schema comes from msgspec (`schema_components`) on
 the very structs that `decode_body` decodes and the handlers encode, so the
 document cannot drift from the code. What msgspec cannot know (status codes,
-query parameters, which errors an operation answers) lives in one declarative
-table, `OPERATIONS`, keyed by (method, route path). The document lists exactly
-the routes the app serves: a `/v1` route missing from the table is an error at
-generation time, so a new endpoint cannot be forgotten.
+query parameters, which errors an operation answers) is each route's
+`Operation` in the one route table (service.http.routes.ROUTES). The document
+lists exactly the routes the app serves: a `/v1` route without an operation is
+an error at generation time, so a new endpoint cannot be forgotten.
 """
 
 from __future__ import annotations
@@ -14,181 +14,25 @@ from __future__ import annotations
 import inspect
 import re
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import metadata
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 from aiohttp import hdrs, web
 
-from projections.resources import WorkflowTestResult, WorkflowTestRun
-from service import paging
 from service.http import idempotency, ratelimit
-from service.http.feed import RunEventItem
-from service.http.handlers import events as event_handlers
-from service.http.handlers.common import MAX_QUERY_ID
-from service.models import (
-    NO_NUL,
-    Block,
-    CreateBlockRequest,
-    CreateRunRequest,
-    CreateTestRequest,
-    CreateWorkflowRequest,
-    ListMetadata,
-    UpdateBlockRequest,
-    UpdateTestRequest,
-    UpdateWorkflowRequest,
-    Workflow,
-    WorkflowTest,
+from service.http.operations import (
+    PAGINATION,
+    ROUTE_TABLE,
+    ErrorResponse,
+    Operation,
+    Param,
+    ValidationErrorResponse,
 )
-from service.runs import reads
 
 REF_TEMPLATE = "#/components/schemas/{name}"
-
-# Error and health bodies: service/http/errors.py and handlers/health.py build these
-# as plain dicts, so their shapes are declared here as structs (and checked
-# against real answers by tests/integration/test_openapi.py).
-
-
-class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
-    """What went wrong: a stable `code`, a human `message`, sometimes `details`."""
-
-    code: str
-    message: str
-    details: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
-
-
-class ErrorResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """Every error except validation: `{"detail": {"code", "message", "details"?}}`."""
-
-    detail: ErrorDetail
-
-
-class ValidationProblem(msgspec.Struct, frozen=True, kw_only=True):
-    """One invalid input: where (`["body", "scope", "test_id"]`), what and its kind."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ValidationErrorResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """A 422 in FastAPI's shape: `{"detail": [{"loc", "msg", "type"}]}`."""
-
-    detail: list[ValidationProblem]
-
-
-class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """`ok`, or `unavailable` with the database error or the pending migrations."""
-
-    status: Literal["ok", "unavailable"]
-    database: str | msgspec.UnsetType = msgspec.UNSET
-    pending_migrations: list[str] | msgspec.UnsetType = msgspec.UNSET
-
-
-def _page(item: type, plural: str) -> type:
-    """The list envelope of `item`: `{data: [item], list_metadata}`, named `<Item>Page`."""
-    return msgspec.defstruct(
-        f"{item.__name__}Page",
-        [("data", list.__class_getitem__(item)), ("list_metadata", ListMetadata)],
-        kw_only=True,
-        frozen=True,
-        module=__name__,
-        namespace={"__doc__": f"A page of {plural}; `list_metadata.after` is null on the last."},
-    )
-
-
-WorkflowPage = _page(Workflow, "workflows")
-BlockPage = _page(Block, "blocks")
-WorkflowTestPage = _page(WorkflowTest, "saved tests")
-WorkflowTestRunPage = _page(WorkflowTestRun, "test runs")
-WorkflowTestResultPage = _page(WorkflowTestResult, "test results")
-RunEventItemPage = _page(RunEventItem, "a run's events, in version order")
-
-
-# The table ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Param:
-    """A query parameter: its schema comes from a Python type, like the bodies'."""
-
-    name: str
-    description: str
-    type: Any = str
-    required: bool = False
-    default: Any = None
-    # The allowed values, when the handler checks against a set rather than a type.
-    enum: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Operation:
-    """What the table knows of one (method, path): what msgspec cannot infer."""
-
-    operation_id: str
-    summary: str
-    tag: str
-    # The success body's type (`None`: no body), its status and media type.
-    response: Any = None
-    status: int = 200
-    content_type: str = "application/json"
-    description: str = ""
-    # The request body's type, decoded by `decode_body` (`None`: no body).
-    body: Any = None
-    # A list: `response` is its page type; pagination parameters and 400 follow.
-    is_list: bool = False
-    query: tuple[Param, ...] = ()
-    # The `detail.code`s of its 404s (none: it never answers 404).
-    not_found: tuple[str, ...] = ()
-    # When it answers 409, and why.
-    conflict: str = ""
-    # Further answers: (status, description, body type).
-    extra: tuple[tuple[int, str, Any], ...] = ()
-    authenticated: bool = True
-    # Further media types of the success answer (content negotiation): (media type, type).
-    alternatives: tuple[tuple[str, Any], ...] = ()
-
-
-_DEFAULT_PAGE = paging.PageQuery()
-
-# What the handlers accept as an id in the query (`handlers.common.query_id`).
-QueryId = Annotated[str, msgspec.Meta(max_length=MAX_QUERY_ID, pattern=NO_NUL)]
-RequiredQueryId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=MAX_QUERY_ID, pattern=NO_NUL)
-]
-# Cursors are unpadded URL-safe base64 (`paging.encode_cursor`).
-Cursor = Annotated[str, msgspec.Meta(pattern=paging.CURSOR_PATTERN)]
-
-PAGINATION = (
-    Param("before", "Cursor: the page before this one (not with `after`).", Cursor),
-    Param("after", "Cursor: the page after this one (not with `before`).", Cursor),
-    Param(
-        "limit",
-        f"Items per page, 1 to {paging.MAX_LIMIT}.",
-        Annotated[int, msgspec.Meta(ge=1, le=paging.MAX_LIMIT)],
-        default=_DEFAULT_PAGE.limit,
-    ),
-    Param("order", "Order of creation.", Literal["asc", "desc"], default=_DEFAULT_PAGE.order),
-)
-
-_RUN_FILTERS = (
-    Param("workflow_id", "Only runs of this workflow.", QueryId),
-    Param("test_id", "Only runs that include this saved test.", QueryId),
-    Param("target_block_id", "Only runs that include a test of this block.", QueryId),
-    Param("status", "Only runs in this lifecycle status.", enum=tuple(sorted(reads.STATUSES))),
-    Param(
-        "exclude_status", "Every run but those in this status.", enum=tuple(sorted(reads.STATUSES))
-    ),
-    Param("trigger_type", "Only runs started this way.", enum=tuple(sorted(reads.TRIGGERS))),
-    Param("from_date", "Created at or after (RFC 3339; no offset means UTC).", datetime),
-    Param("to_date", "Created at or before (RFC 3339; no offset means UTC).", datetime),
-    Param(
-        "sort_by", "The sort key (only `created_at`).", Literal["created_at"], default="created_at"
-    ),
-)
 
 _PATH_PARAMS = {
     "workflow_id": "A workflow id (`wf_...`).",
@@ -196,236 +40,6 @@ _PATH_PARAMS = {
     "test_id": "A saved test id (`wfnodetest_...`).",
     "run_id": "A test run id (`wftestrun_...`).",
     "result_id": "A test result id (`wfnodetestrun_...`).",
-}
-
-OPERATIONS: dict[tuple[str, str], Operation] = {
-    # Service -------------------------------------------------------------------
-    ("GET", "/healthz"): Operation(
-        "healthz", "The process is up", "service", HealthStatus, authenticated=False
-    ),
-    ("GET", "/readyz"): Operation(
-        "readyz",
-        "Ready: the database answers and every migration is applied",
-        "service",
-        HealthStatus,
-        extra=((503, "Not ready: the database or the pending migrations", HealthStatus),),
-        authenticated=False,
-    ),
-    ("GET", "/openapi.json"): Operation(
-        "openapi_json",
-        "This OpenAPI document",
-        "service",
-        dict[str, Any],
-        authenticated=False,
-    ),
-    ("GET", "/docs"): Operation(
-        "docs_page",
-        "A readable page of this document",
-        "service",
-        str,
-        content_type="text/html",
-        authenticated=False,
-    ),
-    # Workflows -----------------------------------------------------------------
-    ("POST", "/v1/workflows"): Operation(
-        "create_workflow",
-        "Create a workflow",
-        "workflows",
-        Workflow,
-        status=201,
-        body=CreateWorkflowRequest,
-    ),
-    ("GET", "/v1/workflows"): Operation(
-        "list_workflows", "List workflows", "workflows", WorkflowPage, is_list=True
-    ),
-    ("GET", "/v1/workflows/{workflow_id}"): Operation(
-        "get_workflow",
-        "Get a workflow",
-        "workflows",
-        Workflow,
-        not_found=("workflow_not_found",),
-    ),
-    ("PATCH", "/v1/workflows/{workflow_id}"): Operation(
-        "update_workflow",
-        "Rename or describe a workflow",
-        "workflows",
-        Workflow,
-        body=UpdateWorkflowRequest,
-        not_found=("workflow_not_found",),
-    ),
-    ("DELETE", "/v1/workflows/{workflow_id}"): Operation(
-        "delete_workflow",
-        "Delete a workflow (its runs stay readable)",
-        "workflows",
-        status=204,
-        not_found=("workflow_not_found",),
-    ),
-    # Blocks --------------------------------------------------------------------
-    ("POST", "/v1/workflows/blocks"): Operation(
-        "create_block",
-        "Add a block to a workflow's draft",
-        "blocks",
-        Block,
-        status=201,
-        body=CreateBlockRequest,
-        not_found=("workflow_not_found",),
-        conflict="`block_id_conflict`: the chosen block `id` is already in use",
-    ),
-    ("GET", "/v1/workflows/blocks"): Operation(
-        "list_blocks",
-        "List a workflow's blocks",
-        "blocks",
-        BlockPage,
-        is_list=True,
-        query=(Param("workflow_id", "The workflow.", RequiredQueryId, required=True),),
-        not_found=("workflow_not_found",),
-    ),
-    ("GET", "/v1/workflows/blocks/{block_id}"): Operation(
-        "get_block", "Get a block", "blocks", Block, not_found=("block_not_found",)
-    ),
-    ("PATCH", "/v1/workflows/blocks/{block_id}"): Operation(
-        "update_block",
-        "Change a block (a new draft version of its workflow)",
-        "blocks",
-        Block,
-        body=UpdateBlockRequest,
-        not_found=("block_not_found",),
-    ),
-    ("DELETE", "/v1/workflows/blocks/{block_id}"): Operation(
-        "delete_block",
-        "Delete a block and its saved tests",
-        "blocks",
-        status=204,
-        not_found=("block_not_found",),
-    ),
-    # Saved tests ---------------------------------------------------------------
-    ("POST", "/v1/workflows/tests"): Operation(
-        "create_test",
-        "Save a test of one block",
-        "tests",
-        WorkflowTest,
-        status=201,
-        body=CreateTestRequest,
-        description="A `run_step` source is answered 422 (`not_supported`).",
-        not_found=("workflow_not_found", "block_not_found"),
-    ),
-    ("GET", "/v1/workflows/tests"): Operation(
-        "list_tests",
-        "List a workflow's saved tests",
-        "tests",
-        WorkflowTestPage,
-        is_list=True,
-        query=(
-            Param("workflow_id", "The workflow.", RequiredQueryId, required=True),
-            Param("target_block_id", "Only the tests of this block.", QueryId),
-        ),
-        not_found=("workflow_not_found",),
-    ),
-    ("GET", "/v1/workflows/tests/{test_id}"): Operation(
-        "get_test", "Get a saved test", "tests", WorkflowTest, not_found=("test_not_found",)
-    ),
-    ("PATCH", "/v1/workflows/tests/{test_id}"): Operation(
-        "update_test",
-        "Change a saved test's name, assertion or source",
-        "tests",
-        WorkflowTest,
-        body=UpdateTestRequest,
-        description="The target is fixed: sending `target` is answered 422 (`immutable`).",
-        not_found=("test_not_found",),
-    ),
-    ("DELETE", "/v1/workflows/tests/{test_id}"): Operation(
-        "delete_test",
-        "Delete a saved test (its past runs are kept)",
-        "tests",
-        status=204,
-        not_found=("test_not_found",),
-    ),
-    # Test runs -----------------------------------------------------------------
-    ("POST", "/v1/workflows/tests/runs"): Operation(
-        "create_run",
-        "Run a workflow's saved tests",
-        "runs",
-        WorkflowTestRun,
-        status=202,
-        body=CreateRunRequest,
-        description=(
-            "`scope` omitted, null or `{type: workflow}`: every saved test of the workflow;"
-            " `{type: single, test_id}`; `{type: block, block_id}`. A scope that selects"
-            " no test is answered 422 (`no_tests_in_scope`)."
-        ),
-        not_found=("workflow_not_found", "test_not_found", "block_not_found"),
-    ),
-    ("GET", "/v1/workflows/tests/runs"): Operation(
-        "list_runs",
-        "List test runs",
-        "runs",
-        WorkflowTestRunPage,
-        is_list=True,
-        query=_RUN_FILTERS,
-    ),
-    ("GET", "/v1/workflows/tests/runs/{run_id}"): Operation(
-        "get_run",
-        "Get a test run, with its freshness now",
-        "runs",
-        WorkflowTestRun,
-        not_found=("run_not_found",),
-    ),
-    ("GET", "/v1/workflows/tests/runs/{run_id}/events"): Operation(
-        "list_run_events",
-        "A test run's events, in stream order (JSON pages, or live Server-Sent Events)",
-        "runs",
-        RunEventItemPage,
-        description=(
-            "JSON (the default): a page of events with `version > after`;"
-            " `list_metadata.after` is the last version as a string, null on the last page."
-            " With `Accept: text/event-stream`: every event after `Last-Event-ID` (header;"
-            " else query `after`), then new ones live, each `id: <version>`,"
-            " `event: <type>`, `data: <the item as JSON>`; a `: keep-alive` comment"
-            f" every {event_handlers.HEARTBEAT_S:g} s while idle; the stream ends after"
-            " `run.completed`, `run.cancelled` or `run.errored`."
-        ),
-        query=(
-            Param(
-                "after",
-                "Only events after this stream version (exclusive).",
-                Annotated[int, msgspec.Meta(ge=0, le=event_handlers.MAX_VERSION)],
-                default=0,
-            ),
-            Param(
-                "limit",
-                f"Events per page, 1 to {event_handlers.MAX_LIMIT} (JSON only).",
-                Annotated[int, msgspec.Meta(ge=1, le=event_handlers.MAX_LIMIT)],
-                default=event_handlers.DEFAULT_LIMIT,
-            ),
-        ),
-        not_found=("run_not_found",),
-        alternatives=(("text/event-stream", str),),
-    ),
-    ("POST", "/v1/workflows/tests/runs/{run_id}/cancel"): Operation(
-        "cancel_run",
-        "Cancel a test run that is not terminal",
-        "runs",
-        WorkflowTestRun,
-        not_found=("run_not_found", "run_not_cancellable"),
-        conflict="`conflict`: the cancel lost every retry of a race with the run's runners",
-    ),
-    # Results -------------------------------------------------------------------
-    ("GET", "/v1/workflows/tests/results"): Operation(
-        "list_results",
-        "List a test run's results, in run order",
-        "results",
-        WorkflowTestResultPage,
-        is_list=True,
-        query=(Param("run_id", "The test run.", RequiredQueryId, required=True),),
-        not_found=("run_not_found",),
-    ),
-    ("GET", "/v1/workflows/tests/results/{result_id}"): Operation(
-        "get_result",
-        "Get one test's result in a run",
-        "results",
-        WorkflowTestResult,
-        not_found=("result_not_found",),
-    ),
 }
 
 TAGS = (
@@ -471,7 +85,7 @@ _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 
 class UndocumentedRouteError(RuntimeError):
-    """A served `/v1` route has no entry in `OPERATIONS`."""
+    """A served `/v1` route has no operation in the route table."""
 
 
 # aiohttp warns when a started application's state changes, so the cache lives
@@ -484,14 +98,16 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
 
     Generated once the router is frozen (its routes can no longer change), then
     cached; before that every call generates afresh. Raises
-    `UndocumentedRouteError` if a `/v1` route has no entry in `OPERATIONS`.
+    `UndocumentedRouteError` if a `/v1` route has no operation in the route table.
     Treat the answer as read-only: it is shared.
     """
     cached = _CACHE.get(app)
     if cached is not None:
         return cached
+    table: dict[tuple[str, str], Operation] = app.get(ROUTE_TABLE, {})
     document = generate(
         served_routes(app),
+        table,
         idempotent_posts=idempotency.idempotency in app.middlewares,
         rate_limited=ratelimit.rate_limit in app.middlewares,
     )
@@ -512,16 +128,21 @@ def served_routes(app: web.Application) -> list[tuple[str, str]]:
 
 
 def generate(
-    routes: list[tuple[str, str]], *, idempotent_posts: bool = False, rate_limited: bool = False
+    routes: list[tuple[str, str]],
+    table: Mapping[tuple[str, str], Operation],
+    *,
+    idempotent_posts: bool = False,
+    rate_limited: bool = False,
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of these (method, path) routes.
+    """The OpenAPI 3.1 document of these (method, path) routes, with their operations
+    from `table` (the route table's, by method and path).
 
     `idempotent_posts`: the app runs the `Idempotency-Key` middleware, so every
     `/v1` POST takes the header (and may answer its 400 and 409).
     `rate_limited`: the app runs the per-key rate limit, so every `/v1`
     operation may answer 429 with `Retry-After`.
     """
-    operations = [(method, path, _operation_of(method, path)) for method, path in routes]
+    operations = [(method, path, _operation_of(table, method, path)) for method, path in routes]
     types = _types_of(operation for _, _, operation in operations)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
     renderer = _Renderer(dict(zip(types, schemas, strict=True)), idempotent_posts, rate_limited)
@@ -567,16 +188,18 @@ HEADERS = {
 }
 
 
-def _operation_of(method: str, path: str) -> Operation:
-    operation = OPERATIONS.get((method, path))
+def _operation_of(
+    table: Mapping[tuple[str, str], Operation], method: str, path: str
+) -> Operation:
+    operation = table.get((method, path))
     if operation is not None:
         return operation
     if method == hdrs.METH_ANY:
         raise UndocumentedRouteError(f"route `* {path}` answers any method: OpenAPI cannot say so")
     if _is_api(path):
         raise UndocumentedRouteError(
-            f"route `{method} {path}` is served but has no entry in"
-            " service.http.openapi.OPERATIONS: add one (body, response, parameters, errors)"
+            f"route `{method} {path}` is served but has no operation in the route table"
+            " (service.http.routes.ROUTES): add one (body, response, parameters, errors)"
         )
     # Not part of the API proper (e.g. `/metrics`, added by the operator's
     # tooling): documented as existing, answering plain text.
