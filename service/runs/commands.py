@@ -23,7 +23,7 @@ from service.models import BlockScope, CreateRunRequest, SingleScope
 from service.registry import fingerprints, ids
 from service.registry import store as registry
 from service.runs.reads import get_run, run_not_found
-from service.runs.write import append_and_project, decide, enter_as_writer
+from service.runs.write import append_and_project, decide, enter_as_writer, writing
 
 
 async def create_run(
@@ -35,7 +35,8 @@ async def create_run(
     metadata: Metadata,
 ) -> WorkflowTestRun:
     """Snapshot the scope's saved tests against the current draft and record `run.created`."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with writing(pool, store) as writes:
+        conn = writes.conn
         await enter_as_writer(conn)
         workflow, revision = await registry.lock_workflow(conn, organisation_id, body.workflow_id)
         scope = body.scope
@@ -104,11 +105,9 @@ async def create_run(
             ),
             workflow_revision=revision,
         )
-        run = await append_and_project(
-            conn, store, stream_of(run_id), [NewEvent(event=created, metadata=metadata)], 0
+        return await append_and_project(
+            writes, stream_of(run_id), [NewEvent(event=created, metadata=metadata)], 0
         )
-    store.announce(stream_of(run_id))
-    return run
 
 
 async def cancel_run(
@@ -130,9 +129,9 @@ async def cancel_run(
             return []
         return [RunCancelled(reason="cancelled through the API")]
 
-    async with pool.acquire() as conn, conn.transaction():
+    async with writing(pool, store) as writes:
         decided = await decide(
-            conn, store, run_id, None, decision, metadata=metadata, organisation_id=organisation_id
+            writes, run_id, None, decision, metadata=metadata, organisation_id=organisation_id
         )
         if decided is None:
             raise run_not_found(run_id)
@@ -141,5 +140,4 @@ async def cancel_run(
             raise NotFound(
                 "run_not_cancellable", f"Workflow test run is already {status}: {run_id}"
             )
-    store.announce(stream_of(run_id))
     return await get_run(pool, organisation_id, run_id)

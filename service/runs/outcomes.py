@@ -13,7 +13,6 @@ import asyncpg
 import msgspec
 
 from events.store import EventStore
-from events.streams import stream_of
 from events.types import (
     Metadata,
     NewEvent,
@@ -27,7 +26,7 @@ from events.types import (
 )
 from projections.fold import RunView
 from projections.resources import TERMINAL, Running
-from service.runs.write import decide
+from service.runs.write import decide, writing
 
 Outcome = TestPassed | TestFailed | TestBlocked | TestErrored
 
@@ -140,10 +139,9 @@ async def start(
         drop.extend(dropped)
         return events
 
-    async with pool.acquire() as conn, conn.transaction():
+    async with writing(pool, store) as writes:
         decided = await decide(
-            conn,
-            store,
+            writes,
             run_id,
             {c.result_id for c in claims},
             decision,
@@ -153,9 +151,7 @@ async def start(
         if decided is None:
             drop = [c.result_id for c in claims]
         if drop:
-            await conn.execute(_DELETE_CLAIMS, drop)
-    if decided is not None and decided.appended:
-        store.announce(stream_of(run_id))
+            await writes.conn.execute(_DELETE_CLAIMS, drop)
     return execute, decided.after if decided is not None else None
 
 
@@ -173,10 +169,9 @@ async def record(
     The decision that makes the last test terminal also appends `run.completed`.
     Returns the run's state after (for `known`).
     """
-    async with pool.acquire() as conn, conn.transaction():
+    async with writing(pool, store) as writes:
         decided = await decide(
-            conn,
-            store,
+            writes,
             run_id,
             {_result_id(o.event) for o in outcomes},
             lambda view: decide_outcomes(view, outcomes),
@@ -185,8 +180,6 @@ async def record(
         )
     if decided is None:
         return None
-    if decided.appended:
-        store.announce(stream_of(run_id))
     return decided.after
 
 

@@ -8,13 +8,20 @@ Every command that writes a run's stream goes through here:
 2. it locks the run's read-model row, so decisions about one run happen one at
    a time and always see the latest state (no lost update, no retry storm);
 3. it appends the decided events with the row's version as the expected
-   version, and applies them to the read models, in the same transaction.
+   version, and applies them to the read models, in the same transaction;
+4. once that transaction has committed, it announces the streams it wrote
+   (the NOTIFY that wakes live readers), never before and never forgotten.
+
+Commands open the transaction with `writing(pool, store)` and write through
+the `Writes` it yields (`decide`, `append_and_project`); the announcement is
+`writing`'s, after the commit, and only when something was appended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -25,6 +32,34 @@ from events.types import Metadata, NewEvent, RecordedEvent, RunCompleted, RunEve
 from projections import readmodel
 from projections.fold import RunView
 from projections.resources import TERMINAL, WorkflowTestRun
+
+
+@dataclass
+class Writes:
+    """One write transaction on runs: its connection, the store, and the streams it wrote."""
+
+    conn: asyncpg.Connection
+    store: EventStore
+    written: list[str] = field(default_factory=list)
+
+    def wrote(self, stream_id: str) -> None:
+        """Remember a stream appended to, to announce after the commit."""
+        if stream_id not in self.written:
+            self.written.append(stream_id)
+
+
+@asynccontextmanager
+async def writing(pool: asyncpg.Pool, store: EventStore) -> AsyncIterator[Writes]:
+    """A transaction for commands on runs; after it commits, the streams written are announced.
+
+    An exception rolls the transaction back and announces nothing.
+    """
+    async with pool.acquire() as conn:
+        writes = Writes(conn, store)
+        async with conn.transaction():
+            yield writes
+    if writes.written:
+        store.announce(*writes.written)
 
 
 async def enter_as_writer(conn: asyncpg.Connection) -> None:
@@ -49,14 +84,15 @@ def recorded(new: NewEvent, stream_id: str, version: int, position: int) -> Reco
 
 
 async def append_and_project(
-    conn: asyncpg.Connection,
-    store: EventStore,
+    writes: Writes,
     stream_id: str,
     events: Sequence[NewEvent],
     expected_version: int,
 ) -> WorkflowTestRun:
-    """Append events and apply them to the read models, in the caller's transaction."""
-    positions = await store.append(stream_id, events, expected_version, conn=conn)
+    """Append events and apply them to the read models, in the `writing` transaction."""
+    conn = writes.conn
+    positions = await writes.store.append(stream_id, events, expected_version, conn=conn)
+    writes.wrote(stream_id)
     stored = [
         recorded(new, stream_id, expected_version + index + 1, position)
         for index, (new, position) in enumerate(zip(events, positions, strict=True))
@@ -71,20 +107,13 @@ class Decided:
     before: RunView
     after: RunView
 
-    @property
-    def appended(self) -> bool:
-        """Whether the decision appended events (to announce after the commit)."""
-        return self.after.version != self.before.version
-
-
 # A decision returns events, bare (they happen now) or with their envelope
 # (a runner's outcome happened when the test finished, not when it is recorded).
 Decision = Callable[[RunView], Sequence[RunEvent | NewEvent]]
 
 
 async def decide(
-    conn: asyncpg.Connection,
-    store: EventStore,
+    writes: Writes,
     run_id: str,
     result_ids: set[str] | None,
     decision: Decision,
@@ -93,11 +122,10 @@ async def decide(
     organisation_id: str | None = None,
     known: RunView | None = None,
 ) -> Decided | None:
-    """Run a decision on the locked, current state of a run, in the caller's transaction.
+    """Run a decision on the locked, current state of a run, in the `writing` transaction.
 
     Args:
-        conn: a connection inside a transaction.
-        store: the event store.
+        writes: the transaction (from `writing`).
         run_id: the run.
         result_ids: the results the decision reads (None: all of them).
         decision: the pure function from the run's state to the events to append.
@@ -109,6 +137,7 @@ async def decide(
     when the run does not exist). When the events leave every test terminal,
     `run.completed` is appended with them.
     """
+    conn = writes.conn
     await enter_as_writer(conn)
     loaded = await readmodel.load(conn, run_id, result_ids, lock=True, known=known)
     if loaded is None or organisation_id not in (None, loaded[0]):
@@ -136,7 +165,8 @@ async def decide(
         done = NewEvent(event=RunCompleted(), metadata=metadata, occurred_at=last)
         events.append(done)
         projection.add(recorded(done, stream, view.version + len(events), 0))
-    await store.append(stream, events, view.version, conn=conn)
+    await writes.store.append(stream, events, view.version, conn=conn)
+    writes.wrote(stream)
     run = await projection.write(conn)
     return Decided(
         before=view,

@@ -108,7 +108,7 @@ async def _progress(pool: asyncpg.Pool, store: EventStore, run_id: str, *, cance
             )
         if not cancel:
             events.append(NewEvent(event=RunCompleted()))
-        await commands.append_and_project(conn, store, f"run-{run_id}", events, 1)
+        await commands.append_and_project(commands.Writes(conn, store), f"run-{run_id}", events, 1)
 
 
 async def test_replay_and_rebuild_verify_on_a_thousand_runs(
