@@ -24,13 +24,13 @@ from events.types import (
     TestSnapshot,
     TestStarted,
 )
+from projections import readmodel
 from projections.fold import RunView
 from projections.resources import TERMINAL, Running
 from service.runs.write import decide, writing
 
 Outcome = TestPassed | TestFailed | TestBlocked | TestErrored
 
-_DELETE_CLAIMS = "DELETE FROM test_queue WHERE result_id = ANY ($1::text[])"
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,7 +151,7 @@ async def start(
         if decided is None:
             drop = [c.result_id for c in claims]
         if drop:
-            await writes.conn.execute(_DELETE_CLAIMS, drop)
+            await readmodel.dequeue(writes.conn, drop)
     return execute, decided.after if decided is not None else None
 
 
