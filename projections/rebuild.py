@@ -2,7 +2,7 @@
 
 1. In one REPEATABLE READ snapshot, stream every event ordered by stream and
    version, fold each run, and COPY its rows into fresh tables created from
-   `projections/sql/read_models.sql` in a side schema; their keys and indexes
+   `projections/schema.sql` in a side schema; their keys and indexes
    are made after the load.
 2. In the swap transaction, lock `streams` against appenders (an append updates
    its stream's row, so it holds ROW EXCLUSIVE there until it commits: our
@@ -127,9 +127,14 @@ class VerificationError(RuntimeError):
         self.report = report
 
 
+# In projections/schema.sql, the inline read models come before this line.
+_ASYNC_MARKER = "-- @async-projections"
+
+
 def declared_schema() -> str:
-    """The DDL of every read model, with unqualified names."""
-    return (resources.files("projections") / "sql" / "read_models.sql").read_text("utf-8")
+    """The DDL of every inline read model (TABLES), with unqualified names."""
+    text = (resources.files("projections") / "schema.sql").read_text("utf-8")
+    return text.split(_ASYNC_MARKER, 1)[0]
 
 
 @dataclass

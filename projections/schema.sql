@@ -1,6 +1,11 @@
--- The declared read models. The migration 0001_read_models.sql created these
--- same tables; scripts/rebuild-projections builds fresh copies from this file in
--- a side schema and swaps them in. tests/migration checks the two agree.
+-- The declared schema of the projections: what the migrations in sql/ add up to.
+-- tests/migration/test_declared_schemas.py checks that a database built from
+-- the migrations equals one built from this file (and events/schema.sql,
+-- service/schema.sql), table by table, column by column.
+--
+-- The inline read models come first: scripts/rebuild-projections builds fresh
+-- copies of them (everything above the async-projections marker below) in a
+-- side schema and swaps them in.
 
 CREATE TABLE test_runs (
     id              text PRIMARY KEY,
@@ -57,3 +62,23 @@ CREATE TABLE test_queue (
 
 CREATE INDEX test_queue_claim_idx ON test_queue (available_at, enqueued_at, position);
 CREATE INDEX test_queue_run_idx ON test_queue (run_id);
+
+-- @async-projections: below, the async projections' tables (not rebuilt by the swap).
+
+-- Each async projection's place in the commit-order feed (events.store.read_all),
+-- written in the transaction that writes its rows.
+CREATE TABLE projection_checkpoints (
+    name            text PRIMARY KEY,
+    transaction_id  xid8 NOT NULL DEFAULT '0',
+    global_position bigint NOT NULL DEFAULT 0,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Each saved test's latest run summaries (LatestBlockTestRunSummary JSON).
+CREATE TABLE test_run_summaries (
+    test_id         text PRIMARY KEY,
+    organisation_id text NOT NULL,
+    latest          json,
+    latest_passing  json,
+    latest_failing  json
+);
