@@ -24,7 +24,7 @@ from service.runs import reads
 
 # Error and health bodies: service/http/errors.py and handlers/health.py build these
 # as plain dicts, so their shapes are declared here as structs (and checked
-# against real answers by tests/integration/test_openapi.py).
+# against real answers by tests/integration/http/test_openapi.py).
 
 
 class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ from service import db
 from service.http import feed
 from service.http.handlers import events as event_handlers
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
-from tests.integration.test_execution import (
+from tests.integration.execution.test_execution import (
     RUNS,
     _add_test,
     _assertion,

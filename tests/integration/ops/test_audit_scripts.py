@@ -34,7 +34,7 @@ from service.runs import commands as runs
 from service.runs import write as commands
 from tests.helpers import API_KEY, run_script
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RUN_COUNT = 1000
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ from projections import asynchronous
 from projections.summaries import LatestRunSummaries
 from service.http.handlers.common import POOL
 from tests.helpers import ApiClient
-from tests.integration.test_execution import _finished, running, until
-from tests.integration.test_summaries import _caught_up, _two_tests
+from tests.integration.execution.test_execution import _finished, running, until
+from tests.integration.projections.test_summaries import _caught_up, _two_tests
 
 RUNS = "/v1/workflows/tests/runs"
 KEY = asynchronous.LEADER_LOCK

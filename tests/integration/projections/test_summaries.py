@@ -26,7 +26,7 @@ from projections.resources import (
 from projections.summaries import _RESULTS, LatestRunSummaries
 from service.http.handlers.common import POOL
 from tests.helpers import ApiClient
-from tests.integration.test_execution import _finished, running
+from tests.integration.execution.test_execution import _finished, running
 
 RUNS = "/v1/workflows/tests/runs"
 

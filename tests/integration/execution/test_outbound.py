@@ -15,7 +15,7 @@ from service.execution import outbound
 from service.execution.assertions import AssertionServices, evaluate
 from service.execution.executors import BlockExecutionError, ExecutorSettings, execute
 from tests.helpers import ApiClient
-from tests.integration.test_execution import (
+from tests.integration.execution.test_execution import (
     CONFIG,
     RESULTS,
     RUNS,

@@ -23,8 +23,8 @@ from service.http.handlers.common import POOL
 from service.http.measure import METRICS
 from service.metrics import Metrics
 from tests.helpers import OTHER_API_KEY, ApiClient
-from tests.integration.test_execution import CONFIG, until
-from tests.integration.test_execution import running as running_with
+from tests.integration.execution.test_execution import CONFIG, until
+from tests.integration.execution.test_execution import running as running_with
 
 RUNS = "/v1/workflows/tests/runs"
 RUN_TEMPLATE = "/v1/workflows/tests/runs/{run_id}"

@@ -19,7 +19,7 @@ from events.store import fetch_stream
 from projections.fold import fold
 from projections.rebuild import rebuild
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import bench  # noqa: E402

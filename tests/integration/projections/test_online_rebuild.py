@@ -7,7 +7,7 @@ import asyncio
 from projections.rebuild import rebuild
 from service.http.handlers.common import POOL
 from tests.helpers import ApiClient, run_script
-from tests.integration.test_execution import (
+from tests.integration.execution.test_execution import (
     CONFIG,
     _add_test,
     _assertion,
