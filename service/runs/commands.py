@@ -110,6 +110,13 @@ async def create_run(
         )
 
 
+def decide_cancel(view: RunView) -> list[RunEvent]:
+    """Cancelling: `run.cancelled` unless the run already ended (then nothing)."""
+    if isinstance(view.run.lifecycle, TERMINAL):
+        return []
+    return [RunCancelled(reason="cancelled through the API")]
+
+
 async def cancel_run(
     pool: asyncpg.Pool,
     store: EventStore,
@@ -124,14 +131,9 @@ async def cancel_run(
     but do not reopen the run.
     """
 
-    def decision(view: RunView) -> list[RunEvent]:
-        if isinstance(view.run.lifecycle, TERMINAL):
-            return []
-        return [RunCancelled(reason="cancelled through the API")]
-
     async with writing(pool, store) as writes:
         decided = await decide(
-            writes, run_id, None, decision, metadata=metadata, organisation_id=organisation_id
+            writes, run_id, None, decide_cancel, metadata=metadata, organisation_id=organisation_id
         )
         if decided is None:
             raise run_not_found(run_id)

@@ -159,10 +159,11 @@ async def decide(
     stream = stream_of(run_id)
     for index, new in enumerate(events):
         projection.add(recorded(new, stream, view.version + index + 1, 0))
-    if _completes(projection):
+    completed = decide_completion(projection.run)
+    if completed is not None:
         # The run completes when its last test does.
         last = max(event.occurred_at for event in events)
-        done = NewEvent(event=RunCompleted(), metadata=metadata, occurred_at=last)
+        done = NewEvent(event=completed, metadata=metadata, occurred_at=last)
         events.append(done)
         projection.add(recorded(done, stream, view.version + len(events), 0))
     await writes.store.append(stream, events, view.version, conn=conn)
@@ -174,10 +175,12 @@ async def decide(
     )
 
 
-def _completes(projection: readmodel.Projection) -> bool:
-    """Whether the folded events made every test of a run that is still going terminal."""
-    run = projection.run
+def decide_completion(run: WorkflowTestRun | None) -> RunCompleted | None:
+    """`run.completed` when a run still going has every test terminal (`run` is the state
+    after the decided events; `decide` appends it to them)."""
     if run is None or isinstance(run.lifecycle, TERMINAL):
-        return False
+        return None
     lifecycle = run.counts.lifecycle_counts
-    return lifecycle.pending + lifecycle.queued + lifecycle.running == 0
+    if lifecycle.pending + lifecycle.queued + lifecycle.running == 0:
+        return RunCompleted()
+    return None
