@@ -39,36 +39,36 @@ UPDATE test_queue
  WHERE result_id = ANY ($1::text[]) AND lease_owner = $2
 """
 
-_decode_task = msgspec.json.Decoder(TestSnapshot).decode
+_decode_snapshot = msgspec.json.Decoder(TestSnapshot).decode
 
 
-async def claim(pool: asyncpg.Pool, worker: str, limit: int, lease_seconds: float) -> list[Claim]:
+async def claim(pool: asyncpg.Pool, runner: str, limit: int, lease_seconds: float) -> list[Claim]:
     """Lease up to `limit` claimable tests for `lease_seconds`."""
     async with pool.acquire() as conn, conn.transaction():
         # A lease is the runners' state, not history: if a crash loses one, the
         # test is simply claimable again. So the claim does not wait for its
         # commit to reach the disk (events and read models always do).
         await conn.execute("SET LOCAL synchronous_commit = off")
-        rows = await conn.fetch(_CLAIM, worker, limit, lease_seconds)
+        rows = await conn.fetch(_CLAIM, runner, limit, lease_seconds)
     return [
         Claim(
             result_id=row["result_id"],
             run_id=row["run_id"],
             organisation_id=row["organisation_id"],
             attempt=row["attempts"],
-            task=_decode_task(row["task"]),
+            snapshot=_decode_snapshot(row["task"]),
         )
         for row in rows
     ]
 
 
-async def release(pool: asyncpg.Pool, claim: Claim, worker: str, delay_seconds: float) -> None:
+async def release(pool: asyncpg.Pool, claim: Claim, runner: str, delay_seconds: float) -> None:
     """Give a test back to the queue, claimable again after `delay_seconds` (a retry's backoff)."""
-    await release_many(pool, [claim.result_id], worker, delay_seconds)
+    await release_many(pool, [claim.result_id], runner, delay_seconds)
 
 
 async def release_many(
-    pool: asyncpg.Pool, result_ids: list[str], worker: str, delay_seconds: float
+    pool: asyncpg.Pool, result_ids: list[str], runner: str, delay_seconds: float
 ) -> None:
     """Give tests back in one statement (on shutdown, or when starting them failed)."""
-    await pool.execute(_RELEASE_MANY, result_ids, worker, delay_seconds)
+    await pool.execute(_RELEASE_MANY, result_ids, runner, delay_seconds)

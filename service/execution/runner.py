@@ -57,7 +57,7 @@ _OUTCOMES: dict[str, type[TestPassed | TestFailed | TestBlocked]] = {
 }
 
 
-def worker_name() -> str:
+def runner_name() -> str:
     """A name for this runner in leases and events: host, process, and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -87,8 +87,8 @@ class Runner:
         self.dsn = dsn
         self.metrics = metrics
         self._held_count = 0
-        self.worker = worker_name()
-        self.metadata = Metadata(actor=f"runner:{self.worker}")
+        self.name = runner_name()
+        self.metadata = Metadata(actor=f"runner:{self.name}")
         # A lease outlives the test's timeout by a margin: time to record the outcome.
         self.lease_s = config.test_timeout_s + config.lease_margin_s
         self._held = 0  # tests claimed and not yet recorded or released
@@ -145,7 +145,7 @@ class Runner:
             listener = asyncio.create_task(self._listen_loop(stop))
             flusher = asyncio.create_task(self._flush_loop())
             log.info(
-                "runner_started", worker=self.worker, concurrency=self.config.runner_concurrency
+                "runner_started", worker=self.name, concurrency=self.config.runner_concurrency
             )
             try:
                 await self._claim_loop(stop)
@@ -155,7 +155,7 @@ class Runner:
                 listener.cancel()
                 await asyncio.gather(flusher, listener, return_exceptions=True)
                 await self._flush()
-                log.info("runner_stopped", worker=self.worker)
+                log.info("runner_stopped", worker=self.name)
 
     async def _listen_loop(self, stop: asyncio.Event) -> None:
         """Hold a LISTEN connection for wake-ups; when it breaks, connect again (with backoff).
@@ -174,7 +174,7 @@ class Runner:
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener("events", lambda *_: self._changed.set())
                 if backoff.failures or interrupted:
-                    log.info("runner_listening_again", worker=self.worker)
+                    log.info("runner_listening_again", worker=self.name)
                 backoff.reset()
                 interrupted = False
                 # Work may have been queued while nobody listened.
@@ -182,7 +182,7 @@ class Runner:
                 await _first(stop.wait(), lost.wait())
                 if not stop.is_set():
                     interrupted = True
-                    log.warning("runner_listen_lost", worker=self.worker)
+                    log.warning("runner_listen_lost", worker=self.name)
             except Exception as error:  # whatever it is, retry later
                 delay = backoff.next()
                 log.warning("runner_listen_failed", error=describe_error(error), retry_in_s=delay)
@@ -200,7 +200,7 @@ class Runner:
             if free > 0:
                 try:
                     claims = await queue.claim(
-                        self.pool, self.worker, min(free, self.config.runner_batch), self.lease_s
+                        self.pool, self.name, min(free, self.config.runner_batch), self.lease_s
                     )
                 except Exception as error:  # the runner never exits on an error
                     # PostgreSQL restarting, unreachable, or too slow: try again
@@ -232,7 +232,7 @@ class Runner:
                     self.store,
                     run_id,
                     run_claims,
-                    worker=self.worker,
+                    runner=self.name,
                     max_attempts=self.config.max_attempts,
                     metadata=self.metadata,
                     known=self._known.get(run_id),
@@ -257,7 +257,7 @@ class Runner:
 
     async def _execute(self, claim: Claim) -> None:
         try:
-            outcome: Outcome = await self._evaluate(claim.task)
+            outcome: Outcome = await self._evaluate(claim.snapshot)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # an infrastructure failure: retry it
@@ -274,7 +274,7 @@ class Runner:
                 return
             outcome = TestErrored(
                 result_id=claim.result_id,
-                test_id=claim.task.test_id,
+                test_id=claim.snapshot.test_id,
                 message=f"infrastructure error after {claim.attempt} attempts:"
                 f" {type(error).__name__}",
                 attempts=claim.attempt,
@@ -321,7 +321,7 @@ class Runner:
             return True
         try:
             await queue.release_many(
-                self.pool, [claim.result_id for claim in claims], self.worker, delay_s
+                self.pool, [claim.result_id for claim in claims], self.name, delay_s
             )
         except Exception as error:  # the leases run out instead
             log.warning("runner_release_failed", tests=len(claims), error=describe_error(error))
@@ -396,7 +396,7 @@ class Runner:
         # Handed back claimable at once: another runner takes them without
         # waiting for the leases to run out.
         if await self._give_back(unfinished, 0):
-            log.info("runner_released", worker=self.worker, tests=len(unfinished))
+            log.info("runner_released", worker=self.name, tests=len(unfinished))
         for claim in unfinished:
             self._claimed.pop(claim.result_id, None)
         self._held -= len(unfinished)

@@ -40,11 +40,12 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     run_id: str
     organisation_id: str
     attempt: int
-    task: TestSnapshot
+    # What run.created froze of the saved test (the queue row keeps it as `task`).
+    snapshot: TestSnapshot
 
 
 def decide_starts(
-    view: RunView, claims: Sequence[Claim], worker: str, max_attempts: int
+    view: RunView, claims: Sequence[Claim], runner: str, max_attempts: int
 ) -> tuple[list[RunEvent], list[Claim], list[str]]:
     """What to record for claimed tests: the events, the claims to execute, the rows to drop.
 
@@ -87,7 +88,7 @@ def decide_starts(
             continue
         events.append(
             TestStarted(
-                result_id=claim.result_id, test_id=test_id, attempt=claim.attempt, worker=worker
+                result_id=claim.result_id, test_id=test_id, attempt=claim.attempt, worker=runner
             )
         )
         execute.append(claim)
@@ -121,7 +122,7 @@ async def start(
     run_id: str,
     claims: Sequence[Claim],
     *,
-    worker: str,
+    runner: str,
     max_attempts: int,
     metadata: Metadata,
     known: RunView | None = None,
@@ -134,7 +135,7 @@ async def start(
     drop: list[str] = []
 
     def decision(view: RunView) -> list[RunEvent]:
-        events, chosen, dropped = decide_starts(view, claims, worker, max_attempts)
+        events, chosen, dropped = decide_starts(view, claims, runner, max_attempts)
         execute.extend(chosen)
         drop.extend(dropped)
         return events

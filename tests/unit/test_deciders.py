@@ -46,7 +46,11 @@ def then_completion(view: RunView, decided: Sequence[RunEvent]) -> list[RunEvent
 
 def claim(n: int, attempt: int = 1) -> Claim:
     return Claim(
-        result_id=rid(n), run_id=RUN_ID, organisation_id="org_1", attempt=attempt, task=snapshot(n)
+        result_id=rid(n),
+        run_id=RUN_ID,
+        organisation_id="org_1",
+        attempt=attempt,
+        snapshot=snapshot(n),
     )
 
 
