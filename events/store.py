@@ -34,7 +34,7 @@ _metadata_decoder = msgspec.json.Decoder(Metadata)
 _NO_METADATA = Metadata()
 # Each event type's schema version, as `codec.decode` checks it, read once: the
 # classes' `schema_version` does not change at run time, and looking it up on the
-# class for every event cost a 10-event read about 5% of its throughput.
+# class for every event was a measurable share of a short read (BENCHMARKS.md).
 _CURRENT_VERSIONS = {event_type: cls.schema_version for event_type, cls in EVENT_TYPES.items()}
 
 
@@ -70,9 +70,9 @@ RETURNING global_position, version
 """
 # Up to this many events, the fast path sends each event's fields as scalar
 # parameters in a VALUES list: one statement per count, prepared once per
-# connection. For 10 events it costs PostgreSQL a fifth less than unnesting six
-# arrays (each unnest fills a tuplestore) and the client a quarter less than
-# encoding them (asyncpg checks every array element against three ABCs).
+# connection. For a short batch that costs PostgreSQL less than unnesting six
+# arrays (each unnest fills a tuplestore) and the client less than encoding
+# them (asyncpg checks every array element against three ABCs); BENCHMARKS.md.
 # Longer batches (a runner's flush) unnest arrays: one statement for any count.
 _MOST_AS_VALUES = 16
 
@@ -169,8 +169,8 @@ def recorded_events(
     msgspec's own: a payload at its type's current schema version is decoded
     directly (`codec.decode`'s check, made inline; it upcasts the others), empty
     metadata is shared, and the envelope is built positionally, in one list
-    comprehension (a generator and keyword arguments cost a 10-event read 5-10%
-    of its client CPU). A scan converts its pages a few rows at a time
+    comprehension (a generator and keyword arguments cost a short read a
+    visible share of its client CPU). A scan converts its pages a few rows at a time
     (`_decoded_in_turn`).
     """
     return [
@@ -209,8 +209,8 @@ def _events_of_all(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
 
 
 # How many rows of a page a scan converts at once. A scan that consumes each
-# event as it comes keeps only these alive: a page of 1,000 decoded at once cost
-# a commit-order scan a third more CPU, most of it the garbage collector's
+# event as it comes keeps only these alive: decoding a whole page at once cost
+# a commit-order scan more CPU, most of it the garbage collector's
 # (`run.created` payloads hold lists and dicts).
 _DECODED_AT_ONCE = 32
 

@@ -129,8 +129,7 @@ def _settle_garbage_collector() -> None:
     long as the process: `gc.freeze` takes them out of every collection. The
     young generation is collected every 50,000 allocations instead of 700, so a
     runner recording thousands of outcomes a second no longer triggers frequent
-    passes. Measured with scripts/load (64 clients, 60 s): GET p99 40-51 ms
-    before, 22 ms after; the loop's own delay (/healthz p99) 28-39 ms -> 6 ms.
+    passes (the tail latency this saved is in BENCHMARKS.md).
     """
     gc.collect()
     gc.freeze()
@@ -289,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from service.ops import replay as cli  # noqa: PLC0415  (the audit commands load only when used)
 
-    _settle_garbage_collector()  # a rebuild decodes millions of objects: about 8% faster
+    _settle_garbage_collector()  # a rebuild decodes millions of objects
 
     if args.command == "keys":
         if args.action == "create" and not (args.organisation or args.new_organisation):

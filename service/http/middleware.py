@@ -103,7 +103,7 @@ async def _authenticate(request: web.Request) -> None:
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind the request id, authenticate `/v1`, turn every error into SPEC.md's JSON."""
     incoming = request.headers.get("X-Request-Id", "")
-    # 32 random hex digits, as uuid4().hex, without its pure-Python UUID (2.6 µs).
+    # 32 random hex digits, as uuid4().hex, without building a pure-Python UUID.
     request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else secrets.token_hex(16)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
