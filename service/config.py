@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import msgspec
 
-from service.outbound import parse_allowed
+from service.execution.outbound import parse_allowed
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import asyncpg
 import structlog
 
 from events import migrations
-from events.store import init_connection
+from events.connection import init_connection
 
 log = structlog.get_logger(__name__)
 

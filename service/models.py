@@ -387,7 +387,7 @@ class ValidationIssue(msgspec.Struct, frozen=True, kw_only=True):
 class WorkflowTest(msgspec.Struct, frozen=True, kw_only=True):
     """A saved test of one block.
 
-    `validation_status` is `valid` or `invalid` (see service/validation.py);
+    `validation_status` is `valid` or `invalid` (see service/registry/validation.py);
     the drift fields are sent with the SDK's documented defaults: this service
     does not track output schemas, so their drift is never known.
     """

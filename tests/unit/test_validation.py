@@ -1,4 +1,4 @@
-"""Saved-test validation (service/validation.py): each check, with the JSON path it reports."""
+"""Saved-test validation (service/registry/validation.py): each check and the path it reports."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service.validation import validate
+from service.registry.validation import validate
 
 
 def _assertion(condition: dict[str, Any], handle: str = "output-json-0") -> dict[str, Any]:
