@@ -14,7 +14,7 @@ from tests.helpers import ApiClient
 
 TESTS = "/v1/workflows/tests"
 EVALS = "/v1/workflows/evals"
-MIGRATION = Path(__file__).resolve().parents[2] / "projections" / "sql" / "0008_eval_names.sql"
+MIGRATION = Path(__file__).resolve().parents[3] / "projections" / "sql" / "0008_eval_names.sql"
 
 
 async def _saved(client: ApiClient) -> tuple[str, str, dict[str, Any]]:
