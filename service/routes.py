@@ -6,6 +6,7 @@ from aiohttp import web
 
 from service import feed
 from service.handlers import docs, events, health, metrics, results, runs, tests, workflows
+from service.http import console
 
 
 def add_routes(app: web.Application) -> None:
@@ -47,3 +48,4 @@ def add_routes(app: web.Application) -> None:
             web.delete("/v1/workflows/{workflow_id}", workflows.delete_workflow),
         ]
     )
+    console.install(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
 import msgspec
@@ -40,8 +41,12 @@ async def create_run(
     organisation_id: str,
     body: CreateRunRequest,
     metadata: Metadata,
+    trigger: Literal["api", "manual"] = "api",
 ) -> WorkflowTestRun:
-    """Snapshot the scope's saved tests against the current draft and record `run.created`."""
+    """Snapshot the scope's saved tests against the current draft and record `run.created`.
+
+    `trigger` is who started it: `api`, or `manual` from the console.
+    """
     async with pool.acquire() as conn, conn.transaction():
         await enter_as_writer(conn)
         workflow, revision = await registry.lock_workflow(conn, organisation_id, body.workflow_id)
@@ -93,7 +98,7 @@ async def create_run(
             workflow_draft_fingerprint=await registry.draft_fingerprint(
                 conn, organisation_id, workflow.id
             ),
-            trigger=Trigger(type="api"),
+            trigger=Trigger(type=trigger),
             scope=Scope(
                 type="single" if test_id else "block" if block_id else "workflow",
                 test_id=test_id,

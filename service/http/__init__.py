@@ -1,0 +1,1 @@
+"""The aiohttp edge: the API's handlers and the web console."""

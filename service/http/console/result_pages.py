@@ -1,0 +1,127 @@
+"""A result's page, and a run's history: each event and the run's state right after it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, cast
+
+import msgspec
+from aiohttp import web
+
+from events.store import EventStore
+from projections.replay import Replay, ReplayStep
+from service import feed, runs
+from service.commands import stream_of
+from service.errors import NotFoundError, ValidationFailedError
+from service.handlers.common import POOL, STORE
+from service.http.console import diff, render
+from service.http.console.guard import view
+from service.http.console.run_pages import run_dict
+from service.http.console.sessions import Session
+
+_decode_result = msgspec.json.Decoder(dict[str, Any]).decode
+EVENTS_PER_PAGE = 50
+# The tests of `run.created` shown on the history page (the event lists every one).
+SNAPSHOTS_SHOWN = 5
+
+_RESULT = "SELECT resource FROM test_results WHERE organisation_id = $1 AND id = $2"
+
+
+async def _result(request: web.Request, session: Session) -> web.StreamResponse:
+    """`/console/results/{id}`: inputs, outputs, the assertion, fingerprints, the diff."""
+    result_id = request.match_info["result_id"]
+    raw = await request.app[POOL].fetchval(_RESULT, session.organisation_id, result_id)
+    if raw is None:
+        raise NotFoundError("result_not_found", f"Workflow test result not found: {result_id}")
+    result = _decode_result(raw)
+    assertion = result.get("assertion_result") or {}
+    expected, actual = assertion.get("expected_value"), assertion.get("actual_value")
+    lines = diff.json_diff(expected, actual) if diff.diffable(expected, actual) else None
+    return render.page(
+        "result.html", session=session, result=result, assertion=assertion, diff=lines
+    )
+
+
+def _version(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise ValidationFailedError.single(
+            ["query", name], f"{name} must be an event version", "value_error"
+        )
+    return int(raw)
+
+
+async def state_after(store: EventStore, run_id: str, version: int) -> ReplayStep | None:
+    """The run right after event `version`, by the same fold the audit replay uses."""
+    replayed = cast(
+        "AsyncGenerator[ReplayStep, None]", Replay().steps(store.iterate_stream(stream_of(run_id)))
+    )
+    async with aclosing(replayed) as steps:
+        async for step in steps:
+            if step.event.version >= version:
+                return step
+    return None
+
+
+def _event_data(step: ReplayStep) -> dict[str, Any]:
+    """The event's fields, with a long test list cut short (the page stays small)."""
+    data: dict[str, Any] = msgspec.to_builtins(step.event.event)
+    tests = data.get("tests")
+    if isinstance(tests, list) and len(tests) > SNAPSHOTS_SHOWN:
+        data["tests"] = [*tests[:SNAPSHOTS_SHOWN], f"… and {len(tests) - SNAPSHOTS_SHOWN} more"]
+    return data
+
+
+async def _history(request: web.Request, session: Session) -> web.StreamResponse:
+    """`/console/runs/{id}/history`: events in stream order, and the state after one of them."""
+    pool = request.app[POOL]
+    run = await runs.get_run(pool, session.organisation_id, request.match_info["run_id"])
+    stream = stream_of(run.id)
+    last = await request.app[STORE].stream_version(stream)
+    at = _version(request, "at")
+    after = _version(request, "after")
+    if at is not None:
+        at = min(max(at, 1), last)
+        if after is None:
+            # The page of events that holds the selected one.
+            after = (at - 1) // EVENTS_PER_PAGE * EVENTS_PER_PAGE
+    after = after or 0
+    events, more = await feed.read_page(pool, stream, after, EVENTS_PER_PAGE)
+    selected = None
+    if at is not None:
+        step = await state_after(request.app[STORE], run.id, at)
+        if step is not None:
+            selected = {
+                "version": step.event.version,
+                "type": step.event.type,
+                "data": _event_data(step),
+                "run": run_dict(step.run),
+                "changed": [msgspec.to_builtins(result) for result in step.changed[:20]],
+                "changed_total": len(step.changed),
+            }
+    return render.page(
+        "history.html",
+        session=session,
+        run=run_dict(run),
+        events=[
+            {
+                "version": event.version,
+                "type": event.type,
+                "occurred_at": event.occurred_at,
+                "actor": event.metadata.actor,
+                "request_id": event.metadata.request_id,
+            }
+            for event in events
+        ],
+        selected=selected,
+        last=last,
+        previous_after=max(after - EVENTS_PER_PAGE, 0) if after > 0 else None,
+        next_after=events[-1].version if events and more else None,
+    )
+
+
+result = view(_result)
+history = view(_history)
