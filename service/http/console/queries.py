@@ -12,8 +12,13 @@ from service.models import ListMetadata
 # How many tests each "what changed" list shows (the counts are always whole).
 CHANGES_SHOWN = 20
 
+# With the saved test's current name (results carry only its id); gone when deleted.
 RESULTS = """
-SELECT id, position, test_id, verdict, status, resource FROM test_results
+SELECT id, position, test_id, verdict, status, resource,
+       (SELECT t.name FROM workflow_tests t
+         WHERE t.organisation_id = test_results.organisation_id AND t.id = test_results.test_id)
+       AS test_name
+  FROM test_results
  WHERE organisation_id = $1 AND run_id = $2
 """
 
@@ -62,6 +67,17 @@ TEST_RESULTS = """
 SELECT r.id, r.created_at, x.id AS result_id, x.verdict, x.status, x.resource
   FROM test_results x JOIN test_runs r ON r.id = x.run_id AND r.organisation_id = x.organisation_id
  WHERE x.organisation_id = $1 AND x.test_id = $2
+"""
+
+# The history page's rows: what each event was, when, by whom; never its data
+# (a run.created of 10,000 tests is megabytes, decoded only for the state view).
+_EVENT_HEADS = """
+SELECT version, type, occurred_at, metadata->>'actor' AS actor,
+       metadata->>'request_id' AS request_id
+  FROM events
+ WHERE stream_id = $1 AND version > $2
+ ORDER BY version
+ LIMIT $3
 """
 
 VERDICT_FILTERS = {
@@ -113,3 +129,12 @@ async def changes_since_previous(
         kind["total"] = row["total"]
         kind["tests"].append({"test_id": row["test_id"], "result_id": row["id"]})
     return found
+
+
+async def event_heads(
+    pool: asyncpg.Pool, stream_id: str, after: int, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` events' version, type, time, actor and request id after `after`; and
+    whether more follow."""
+    rows = await pool.fetch(_EVENT_HEADS, stream_id, after, limit + 1)
+    return [dict(row) for row in rows[:limit]], len(rows) > limit

@@ -10,12 +10,13 @@ import msgspec
 from aiohttp import web
 
 from events.store import EventStore
+from events.types import RunCreated
 from projections.replay import Replay, ReplayStep
-from service import feed, runs
+from service import runs
 from service.commands import stream_of
 from service.errors import NotFoundError, ValidationFailedError
 from service.handlers.common import POOL, STORE
-from service.http.console import diff, render
+from service.http.console import diff, queries, render
 from service.http.console.guard import view
 from service.http.console.run_pages import run_dict
 from service.http.console.sessions import Session
@@ -68,10 +69,13 @@ async def state_after(store: EventStore, run_id: str, version: int) -> ReplaySte
 
 def _event_data(step: ReplayStep) -> dict[str, Any]:
     """The event's fields, with a long test list cut short (the page stays small)."""
-    data: dict[str, Any] = msgspec.to_builtins(step.event.event)
-    tests = data.get("tests")
-    if isinstance(tests, list) and len(tests) > SNAPSHOTS_SHOWN:
-        data["tests"] = [*tests[:SNAPSHOTS_SHOWN], f"… and {len(tests) - SNAPSHOTS_SHOWN} more"]
+    event = step.event.event
+    if not isinstance(event, RunCreated) or len(event.tests) <= SNAPSHOTS_SHOWN:
+        return cast("dict[str, Any]", msgspec.to_builtins(event))
+    data: dict[str, Any] = msgspec.to_builtins(
+        msgspec.structs.replace(event, tests=event.tests[:SNAPSHOTS_SHOWN])
+    )
+    data["tests"].append(f"… and {len(event.tests) - SNAPSHOTS_SHOWN} more")
     return data
 
 
@@ -89,7 +93,7 @@ async def _history(request: web.Request, session: Session) -> web.StreamResponse
             # The page of events that holds the selected one.
             after = (at - 1) // EVENTS_PER_PAGE * EVENTS_PER_PAGE
     after = after or 0
-    events, more = await feed.read_page(pool, stream, after, EVENTS_PER_PAGE)
+    events, more = await queries.event_heads(pool, stream, after, EVENTS_PER_PAGE)
     selected = None
     if at is not None:
         step = await state_after(request.app[STORE], run.id, at)
@@ -106,20 +110,11 @@ async def _history(request: web.Request, session: Session) -> web.StreamResponse
         "history.html",
         session=session,
         run=run_dict(run),
-        events=[
-            {
-                "version": event.version,
-                "type": event.type,
-                "occurred_at": event.occurred_at,
-                "actor": event.metadata.actor,
-                "request_id": event.metadata.request_id,
-            }
-            for event in events
-        ],
+        events=events,
         selected=selected,
         last=last,
         previous_after=max(after - EVENTS_PER_PAGE, 0) if after > 0 else None,
-        next_after=events[-1].version if events and more else None,
+        next_after=events[-1]["version"] if events and more else None,
     )
 
 

@@ -91,7 +91,9 @@ async def _run_page(request: web.Request, session: Session) -> web.StreamRespons
         session=session,
         run=run_dict(run),
         version=await queries.run_version(pool, org, run.id),
-        results=[_decode_result(row["resource"]) for row in rows],
+        results=[
+            {**_decode_result(row["resource"]), "test_name": row["test_name"]} for row in rows
+        ],
         verdict=verdict,
         pages=paging.links(request, listed),
         changes=await queries.changes_since_previous(pool, org, run.id),
