@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.handlers.common import POOL
+from service.http.console.result_pages import REPLAYS
 from tests.helpers import API_KEY, OTHER_API_KEY, ApiClient
 from tests.integration.test_execution import running, until
 from tests.integration.test_summaries import _caught_up
@@ -613,7 +614,11 @@ async def test_a_run_of_ten_thousand_tests_pages_load_within_a_second(
     client: ApiClient,
 ) -> None:
     """The run, its history (and the state after its first event) and the runs list each
-    answer within a second for a run of 10,000 tests."""
+    answer within a second for a run of 10,000 tests.
+
+    Each page is timed three times and judged by its fastest: the machine is shared,
+    and the slowest time measures the neighbours as much as the page.
+    """
     workflow_id, _, tests = await _function_workflow(client, ["ACME"])
     pool = _pool(client)
     await pool.execute(
@@ -635,9 +640,39 @@ async def test_a_run_of_ten_thousand_tests_pages_load_within_a_second(
         f"/console/tests/{tests[0]}",
     ):
         await page(client, path)  # warm: the first call pays for imports and plans
-        started = time.perf_counter()
-        text = await page(client, path)
-        took = time.perf_counter() - started
+        times = []
+        for _ in range(3):
+            if "at=" in path:
+                # Measure the fold itself, not the replay kept from the last call.
+                client.http.server.app[REPLAYS].clear()
+            started = time.perf_counter()
+            text = await page(client, path)
+            times.append(time.perf_counter() - started)
+        took = min(times)
         print(f"{path}: {took * 1000:.0f} ms")
         assert took < 1.0, (path, took)
         assert len(text) < 500_000, path
+
+
+async def test_stepping_through_history_resumes_the_fold_and_agrees_with_a_fresh_one(
+    client: ApiClient,
+) -> None:
+    """The kept replay, stepped forwards and backwards, gives at every event exactly the
+    state a fresh replay from the first event gives."""
+    from events.store import EventStore
+    from service.http.console.result_pages import Replays, state_after
+
+    workflow_id, _, _ = await _function_workflow(client, ["ACME", "Other", "Third"])
+    run = await _run_to_end(client, workflow_id)
+    store = EventStore(_pool(client))
+    last = await store.stream_version(f"run-{run['id']}")
+    kept = Replays()
+    order = [*range(1, last + 1), 2, last, 1]
+    for version in order:
+        resumed = await state_after(store, run["id"], version, kept)
+        fresh = await state_after(store, run["id"], version)
+        assert resumed is not None
+        assert fresh is not None
+        assert version == resumed.event.version
+        assert (fresh.run, fresh.changed) == (resumed.run, resumed.changed)
+    assert "pending" == resumed.run.lifecycle.__struct_config__.tag  # back at run.created

@@ -39,3 +39,4 @@ def install(app: web.Application) -> None:
         ]
     )
     app.router.add_static("/console/static", STATIC, name="console_static")
+    app[result_pages.REPLAYS] = result_pages.Replays()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, cast
@@ -55,16 +56,57 @@ def _version(request: web.Request, name: str) -> int | None:
     return int(raw)
 
 
-async def state_after(store: EventStore, run_id: str, version: int) -> ReplayStep | None:
+class Replays:
+    """The last few runs' replays, kept where they stopped (with the step they stopped at).
+
+    Stepping forwards through a history then folds only the events in between,
+    not the whole stream again (a run of 10,000 tests has 20,000 and more). A
+    step backwards folds from the start. A replay is taken out while in use, so
+    two requests never fold the same state at once.
+    """
+
+    def __init__(self, most: int = 4) -> None:
+        self._most = most
+        self._kept: OrderedDict[str, tuple[Replay, ReplayStep]] = OrderedDict()
+
+    def take(self, run_id: str, version: int) -> tuple[Replay, ReplayStep | None]:
+        """A replay of the run stopped at or before `version` (a fresh one if none is)."""
+        kept = self._kept.pop(run_id, None)
+        if kept is not None and kept[0].version <= version:
+            return kept
+        return Replay(), None
+
+    def clear(self) -> None:
+        """Forget every kept replay."""
+        self._kept.clear()
+
+    def give_back(self, run_id: str, replay: Replay, last: ReplayStep) -> None:
+        """Keep the replay for the next request (the oldest kept one goes)."""
+        self._kept[run_id] = (replay, last)
+        while len(self._kept) > self._most:
+            self._kept.popitem(last=False)
+
+
+REPLAYS = web.AppKey("console_replays", Replays)
+
+
+async def state_after(
+    store: EventStore, run_id: str, version: int, replays: Replays | None = None
+) -> ReplayStep | None:
     """The run right after event `version`, by the same fold the audit replay uses."""
-    replayed = cast(
-        "AsyncGenerator[ReplayStep, None]", Replay().steps(store.iterate_stream(stream_of(run_id)))
-    )
-    async with aclosing(replayed) as steps:
-        async for step in steps:
-            if step.event.version >= version:
-                return step
-    return None
+    replays = replays or Replays()
+    replay, last = replays.take(run_id, version)
+    if last is None or last.event.version < version:
+        events = store.iterate_stream(stream_of(run_id), replay.version + 1)
+        steps = cast("AsyncGenerator[ReplayStep, None]", replay.steps(events))
+        async with aclosing(steps):
+            async for step in steps:
+                last = step
+                if step.event.version >= version:
+                    break
+    if last is not None:
+        replays.give_back(run_id, replay, last)
+    return last
 
 
 def _event_data(step: ReplayStep) -> dict[str, Any]:
@@ -96,7 +138,7 @@ async def _history(request: web.Request, session: Session) -> web.StreamResponse
     events, more = await queries.event_heads(pool, stream, after, EVENTS_PER_PAGE)
     selected = None
     if at is not None:
-        step = await state_after(request.app[STORE], run.id, at)
+        step = await state_after(request.app[STORE], run.id, at, request.app[REPLAYS])
         if step is not None:
             selected = {
                 "version": step.event.version,

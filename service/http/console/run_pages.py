@@ -85,6 +85,9 @@ async def _run_page(request: web.Request, session: Session) -> web.StreamRespons
             ["query", "verdict"], "verdict must be passed, failed, blocked or none", "literal_error"
         )
     page = pagination.parse(request.query, default_limit=50)
+    if "order" not in request.query:
+        # Results read best in run order, first test first.
+        page = msgspec.structs.replace(page, order="asc")
     rows, listed = await queries.results_page(pool, org, run.id, verdict, page)
     return render.page(
         "run.html",
