@@ -246,6 +246,10 @@ async def test_sign_in_and_open_every_page(console: Console, browser: Browser) -
         assert await page.locator("h1").count() == 1
         assert API_KEY not in await page.content()
         await console.screenshots(page, name)
+        # At 390 px nothing is wider than the window.
+        await page.set_viewport_size({"width": 390, "height": 900})
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390, path
+        await page.set_viewport_size({"width": 1280, "height": 900})
     # The run page links each result; the result page shows the diff.
     await page.goto(console.base_url + f"/console/runs/{second}?verdict=failed")
     await page.locator("table.results tbody a").first.click()
