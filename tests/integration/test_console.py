@@ -676,3 +676,15 @@ async def test_stepping_through_history_resumes_the_fold_and_agrees_with_a_fresh
         assert version == resumed.event.version
         assert (fresh.run, fresh.changed) == (resumed.run, resumed.changed)
     assert "pending" == resumed.run.lifecycle.__struct_config__.tag  # back at run.created
+
+
+async def test_an_unknown_console_path_is_a_404_page(client: ApiClient) -> None:
+    """A mistyped console address gets an HTML 404 page; the API's stay JSON."""
+    response = await client.http.get("/console/no/such/page")
+    assert 404 == response.status
+    assert "text/html" == response.content_type
+    assert "Not found" in await response.text()
+    api = await client.http.get("/v1/nothing", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert "application/json" == api.content_type
+    static = await client.http.get("/console/static/console.js")
+    assert 200 == static.status

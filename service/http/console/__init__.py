@@ -39,4 +39,6 @@ def install(app: web.Application) -> None:
         ]
     )
     app.router.add_static("/console/static", STATIC, name="console_static")
+    # Last: after every console route and the static files.
+    app.router.add_get("/console/{tail:.*}", auth.not_found)
     app[result_pages.REPLAYS] = result_pages.Replays()

@@ -76,4 +76,10 @@ async def _sign_out(request: web.Request, session: Session) -> web.StreamRespons
     return response
 
 
+async def not_found(request: web.Request) -> web.StreamResponse:
+    """Any other console path: a 404 page (the API's unknown paths stay JSON)."""
+    session = await sessions.find_session(request.app[POOL], request)
+    return render.error_page(404, "Not found", "There is no such page.", session)
+
+
 sign_out = form(_sign_out)
