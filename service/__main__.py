@@ -243,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys_parser.add_argument("--name", default="", help="create: a name to recognise the key by")
     follow_status = commands.add_parser("projections", help="the async projections")
     follow_status.add_argument("action", choices=["status"])
+    demo = commands.add_parser(
+        "demo", help="on a running server: a demo workflow, its saved tests, a run"
+    )
+    demo.add_argument("--url", help="the server (default: TESTRUN_URL, else HOST and PORT)")
+    demo.add_argument("--api-key", help="default: TESTRUN_API_KEY, else DATA_DIR/api-key")
     rebuild = commands.add_parser("rebuild-projections", help="rebuild every read model")
     rebuild.add_argument(
         "--verify", action="store_true", help="prove the rebuilt rows equal the current ones"
@@ -286,6 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         _run(db.migrate(resolve_dsn(config)))
         return 0
+    if args.command == "demo":
+        from service.ops import demo as demo_command  # noqa: PLC0415  (an HTTP client only)
+
+        return demo_command.main(
+            url=args.url,
+            api_key=args.api_key,
+            host=config.host,
+            port=config.port,
+            data_dir=config.data_dir,
+        )
     from service import cli  # noqa: PLC0415  (the audit commands load only when used)
 
     _settle_garbage_collector()  # a rebuild decodes millions of objects: about 8% faster

@@ -6,7 +6,7 @@ import asyncpg
 from aiohttp import web
 
 from events.store import EventStore
-from service import ratelimit
+from service import ratelimit, transport
 from service.config import Config
 from service.handlers.common import POOL, STORE
 from service.idempotency import idempotency
@@ -33,14 +33,22 @@ def create_app(pool: asyncpg.Pool, config: Config) -> web.Application:
         # aiohttp's parser answers a longer request line or header field itself, in
         # plain text that no middleware sees; long enough that an oversized id or
         # query reaches the edge and gets its JSON 404 or 422.
-        handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES},
+        handler_args={
+            "max_line_size": MAX_LINE_BYTES,
+            "max_field_size": MAX_LINE_BYTES,
+            **transport.connection_options(config.http_headers_timeout_s),
+        },
     )
     if limiter is not None:
         app[ratelimit.RATE_LIMITER] = limiter
     app[CONFIG] = config
+    app[transport.BODY_LIMITS] = transport.BodyLimits(
+        max_bytes=config.max_body_bytes, timeout_s=config.http_body_timeout_s
+    )
     app[POOL] = pool
     app[STORE] = EventStore(pool)
     app[KEYS] = KeyLookup(pool, config.key_cache_s)
     app[METRICS] = Metrics()
     add_routes(app)
+    transport.install_expect_handler(app)
     return app

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
+from service.db import DatabaseUnreachableError
 from service.errors import ApiError
 
 # Seconds a client is told to wait before retrying: about the time a pool
@@ -22,9 +23,12 @@ RETRY_AFTER_S = 2
 
 # Errors meaning "the database cannot serve this now" rather than "this request is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
-    # The pool's acquire timeout (asyncio.TimeoutError is TimeoutError); a
-    # refused or reset connection (OSError).
-    OSError,
+    # The pool's acquire timeout (asyncio.TimeoutError is TimeoutError; a
+    # body that arrives too slowly is answered 408 before any handler runs).
+    TimeoutError,
+    # The pool could not connect (refused, reset, unresolvable). Not any
+    # OSError: a client that leaves mid-request raises ConnectionResetError too.
+    DatabaseUnreachableError,
     # 08xxx: the connection failed or was lost mid-query.
     asyncpg.PostgresConnectionError,
     # 57xxx: statement_timeout or a cancel (57014), admin or crash shutdown,

@@ -13,8 +13,9 @@ import structlog
 from aiohttp import hdrs, web
 
 from events.errors import ConcurrencyError
-from service import availability
+from service import availability, transport
 from service.errors import ApiError, ValidationFailedError
+from service.handlers import unknown
 from service.keys import KeyLookup, Principal
 
 log = structlog.get_logger("service.http")
@@ -117,7 +118,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise web.HTTPMethodNotAllowed(request.method, fixed)
         if any(_unusable_id(value) for value in request.match_info.values()):
             raise ApiError(404, "not_found", "Not Found")
-        response = await handler(request)
+        refused = await transport.receive_body(request, transport.limits(request.app))
+        response = refused if refused is not None else await handler(request)
     except (ApiError, ValidationFailedError) as error:
         response = error.response()
     except ConcurrencyError as error:
@@ -134,11 +136,23 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = ValidationFailedError([problem]).response()
     except web.HTTPException as error:
         code = _STATUS_CODES.get(error.status, "http_error")
-        response = ApiError(error.status, code, error.reason).response()
+        unknown_route = unknown.unknown_route(request, error.status)
+        response = (unknown_route or ApiError(error.status, code, error.reason)).response()
         if error.status == 405:
             response.headers["Allow"] = error.headers.get("Allow", "")
     except Exception as error:
-        if availability.unavailable(error):
+        if transport.client_left(request, error):
+            # Not an error of ours: nobody is there to answer, and no alert should fire.
+            log.info(
+                "client_disconnected",
+                method=request.method,
+                path=request.path,
+                error=f"{type(error).__name__}: {error}",
+            )
+            response = web.Response(
+                status=transport.CLIENT_GONE_STATUS, reason="Client Closed Request"
+            )
+        elif availability.unavailable(error):
             # The database cannot answer now (pool exhausted, too slow, restarting):
             # the client may retry, so a 503 with Retry-After rather than a 500.
             log.warning("database_unavailable", error=f"{type(error).__name__}: {error}")

@@ -15,7 +15,7 @@ import inspect
 import re
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib import metadata
 from typing import Annotated, Any, Literal
@@ -175,6 +175,7 @@ PAGINATION = (
 _RUN_FILTERS = (
     Param("workflow_id", "Only runs of this workflow.", QueryId),
     Param("test_id", "Only runs that include this saved test.", QueryId),
+    Param("eval_id", "`test_id` under SDK 0.0.160's name (both: they must agree).", QueryId),
     Param("target_block_id", "Only runs that include a test of this block.", QueryId),
     Param("status", "Only runs in this lifecycle status.", enum=tuple(sorted(runs.STATUSES))),
     Param(
@@ -192,6 +193,7 @@ _PATH_PARAMS = {
     "workflow_id": "A workflow id (`wf_...`).",
     "block_id": "A block id (`blk_...`, or the id the client chose).",
     "test_id": "A saved test id (`wfnodetest_...`).",
+    "eval_id": "A saved test id (`wfnodetest_...`), under SDK 0.0.160's name.",
     "run_id": "A test run id (`wftestrun_...`).",
     "result_id": "A test result id (`wfnodetestrun_...`).",
 }
@@ -234,7 +236,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=CreateWorkflowRequest,
     ),
     ("GET", "/v1/workflows"): Operation(
-        "list_workflows", "List workflows", "workflows", WorkflowPage, is_list=True
+        "list_workflows",
+        "List workflows",
+        "workflows",
+        WorkflowPage,
+        is_list=True,
+        query=(
+            Param("project_id", "Only the workflows of this project.", QueryId),
+            Param(
+                "sort_by",
+                "The sort key (the SDK sends `updated_at`).",
+                Literal["created_at", "updated_at"],
+                default="created_at",
+            ),
+        ),
     ),
     ("GET", "/v1/workflows/{workflow_id}"): Operation(
         "get_workflow",
@@ -426,12 +441,42 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
 }
 
+TESTS_PREFIX = "/v1/workflows/tests"
+EVALS_PREFIX = "/v1/workflows/evals"
+
+
+def _evals_family(operations: dict[tuple[str, str], Operation]) -> None:
+    """Add the `/v1/workflows/evals...` twin of every saved-test operation.
+
+    SDK 0.0.160 calls the same API `workflows.evals`; the same handlers serve both.
+    """
+    for (method, path), operation in list(operations.items()):
+        if path.startswith(TESTS_PREFIX):
+            twin = EVALS_PREFIX + path[len(TESTS_PREFIX) :].replace("{test_id}", "{eval_id}")
+            operations[(method, twin)] = replace(
+                operation,
+                operation_id=f"evals_{operation.operation_id}",
+                tag="evals",
+                description=(
+                    f"`{method} {path}` under SDK 0.0.160's name (`eval_id` for `test_id`)."
+                    + (f" {operation.description}" if operation.description else "")
+                ),
+            )
+
+
+_evals_family(OPERATIONS)
+
 TAGS = (
     ("workflows", "Workflows: what tests run against."),
     ("blocks", "The blocks of a workflow's draft."),
     ("tests", "Saved tests: an assertion on one block's output."),
     ("runs", "Test runs: lifecycle, timing, counts, freshness."),
     ("results", "The result of each test in a run."),
+    (
+        "evals",
+        "The saved tests, runs and results again, under SDK 0.0.160's names"
+        " (`workflows.evals`); requests take either name, responses carry both.",
+    ),
     ("service", "Health, readiness and this documentation (no API key)."),
 )
 

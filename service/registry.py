@@ -15,7 +15,7 @@ import msgspec
 from events.types import utcnow
 from projections.resources import Freshness, stale_reasons
 from projections.summaries import RunSummary
-from service import fingerprints, ids
+from service import fingerprints, ids, validation
 from service.errors import ApiError, NotFoundError, ValidationFailedError
 from service.models import (
     AssertionSpec,
@@ -113,6 +113,8 @@ async def lock_workflow(
 
 
 WORKFLOW_LIST = f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE organisation_id = $1"
+# The keys `GET /v1/workflows` sorts by (`sort_by`; the SDK sends `updated_at` by default).
+WORKFLOW_SORT_KEYS = ("created_at", "updated_at")
 
 
 def workflow_from_row(row: asyncpg.Record) -> Workflow:
@@ -165,7 +167,7 @@ async def delete_workflow(
 # Blocks ---------------------------------------------------------------------
 
 _BLOCK_COLUMNS = (
-    "id, workflow_id, type, label, position_x, position_y, width, height, config,"
+    "id, workflow_id, type, label, parent_id, position_x, position_y, width, height, config,"
     " created_at, updated_at"
 )
 
@@ -176,6 +178,7 @@ def _block(row: asyncpg.Record) -> Block:
         workflow_id=row["workflow_id"],
         type=row["type"],
         label=row["label"],
+        parent_id=row["parent_id"],
         position_x=row["position_x"],
         position_y=row["position_y"],
         width=row["width"],
@@ -199,8 +202,8 @@ async def create_block(
                 f"""
                 INSERT INTO blocks (organisation_id, id, workflow_id, type, label, position_x,
                                     position_y, width, height, config, config_fingerprint,
-                                    created_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+                                    created_at, updated_at, parent_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
                 RETURNING {_BLOCK_COLUMNS}
                 """,
                 organisation_id,
@@ -215,6 +218,7 @@ async def create_block(
                 _encode(config),
                 fingerprints.block_config(body.type, config),
                 now,
+                body.parent_id,
             )
         except asyncpg.UniqueViolationError as error:
             raise ApiError(
@@ -333,7 +337,8 @@ async def _touch_draft(
 _TEST_VIEW = """
 SELECT t.id, t.workflow_id, t.block_id, t.name, t.source, t.assertion, t.created_at,
        t.updated_at, t.handle_inputs_fingerprint, t.validity_fingerprint,
-       b.config_fingerprint, s.latest, s.latest_passing, s.latest_failing
+       b.config_fingerprint, b.type AS block_type, b.config AS block_config,
+       s.latest, s.latest_passing, s.latest_failing
   FROM workflow_tests t
   LEFT JOIN blocks b ON b.organisation_id = t.organisation_id AND b.id = t.block_id
   LEFT JOIN test_run_summaries s ON s.test_id = t.id
@@ -343,6 +348,12 @@ SELECT t.id, t.workflow_id, t.block_id, t.name, t.source, t.assertion, t.created
 
 def _test(row: asyncpg.Record) -> WorkflowTest:
     latest = _summary(row["latest"])
+    # Validated against the block as it is now: a change to the block re-validates.
+    issues = validation.validate(
+        row["block_type"],
+        msgspec.json.decode(row["block_config"]) if row["block_config"] else None,
+        msgspec.json.decode(row["assertion"]),
+    )
     return WorkflowTest(
         id=row["id"],
         workflow_id=row["workflow_id"],
@@ -350,6 +361,8 @@ def _test(row: asyncpg.Record) -> WorkflowTest:
         source=_decode_source(row["source"]),
         name=row["name"],
         assertion=_decode_assertion(row["assertion"]),
+        validation_status=validation.status_of(issues),
+        validation_issues=issues,
         freshness=_test_freshness(row, latest),
         latest_run_summary=latest,
         latest_passing_run_summary=_summary(row["latest_passing"]),

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import msgspec
 import structlog
 
 from events.store import EventStore
@@ -37,7 +38,7 @@ from events.types import (
 from projections.asynchronous import describe_error
 from projections.fold import RunView
 from projections.resources import TERMINAL
-from service import assertions, execution, executors, outbound, queue
+from service import assertions, execution, executors, outbound, queue, validation
 from service.availability import Backoff
 from service.config import Config
 from service.execution import Outcome
@@ -296,17 +297,24 @@ class Runner:
                     self._settings,
                 )
         except executors.BlockExecutionError as failure:
-            return _blocked(task, failure.message, failure.details, started)
+            return _with_validation(
+                task, _blocked(task, failure.message, failure.details, started)
+            )
         except TimeoutError:
             message = f"the block did not finish within {self.config.test_timeout_s:g} s"
-            return _blocked(task, message, {"timeout_s": self.config.test_timeout_s}, started)
+            return _with_validation(
+                task, _blocked(task, message, {"timeout_s": self.config.test_timeout_s}, started)
+            )
         result = await assertions.evaluate(task.assertion, outputs, self._services)
-        return _OUTCOMES[result.outcome](
-            result_id=task.result_id,
-            test_id=task.test_id,
-            handle_outputs=outputs,
-            assertion_result=result,
-            duration_ms=_elapsed_ms(started),
+        return _with_validation(
+            task,
+            _OUTCOMES[result.outcome](
+                result_id=task.result_id,
+                test_id=task.test_id,
+                handle_outputs=outputs,
+                assertion_result=result,
+                duration_ms=_elapsed_ms(started),
+            ),
         )
 
     async def _release(self, claim: queue.Claim, delay_s: float) -> None:
@@ -415,6 +423,30 @@ async def _first(*waits: Any, within_s: float | None = None) -> None:
 
 def _elapsed_ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
+
+
+def _with_validation(task: TestSnapshot, outcome: Outcome) -> Outcome:
+    """A blocked outcome says which of the saved test's validation issues made it so.
+
+    The issues go in the failure's `details.validation_issues` and, one line
+    each, in the result's `warnings`; other outcomes are left as they are.
+    """
+    if not isinstance(outcome, TestBlocked) or outcome.assertion_result is None:
+        return outcome
+    issues = validation.validate(task.block_type, task.block_config, task.assertion)
+    failure = outcome.assertion_result.failure
+    if not issues or failure is None:
+        return outcome
+    failure = msgspec.structs.replace(
+        failure,
+        message=f"{failure.message} (the saved test is invalid: {validation.describe(issues)})",
+        details={**failure.details, "validation_issues": msgspec.to_builtins(issues)},
+    )
+    return msgspec.structs.replace(
+        outcome,
+        assertion_result=msgspec.structs.replace(outcome.assertion_result, failure=failure),
+        warnings=[*outcome.warnings, *(f"{i.path}: {i.code}: {i.message}" for i in issues)],
+    )
 
 
 def _blocked(

@@ -51,7 +51,7 @@ async def create_run(
         await enter_as_writer(conn)
         workflow, revision = await registry.lock_workflow(conn, organisation_id, body.workflow_id)
         scope = body.scope
-        test_id = scope.test_id if isinstance(scope, SingleScope) else None
+        test_id = scope.selected if isinstance(scope, SingleScope) else None
         block_id = scope.block_id if isinstance(scope, BlockScope) else None
         if block_id is not None and not await registry.block_in_workflow(
             conn, organisation_id, workflow.id, block_id

@@ -69,14 +69,15 @@ async def list_runs(request: web.Request) -> web.Response:
         ("trigger_type", runs.TRIGGERS),
     ):
         value = query.get(name)
-        if value and value not in allowed:
+        # Present but empty is no value of the enum either.
+        if value is not None and value not in allowed:
             choices = ", ".join(sorted(allowed))
             raise ValidationFailedError.single(
                 ["query", name], f"must be one of: {choices}", "literal_error"
             )
     filters = runs.RunFilters(
         workflow_id=query_id(request, "workflow_id"),
-        test_id=query_id(request, "test_id"),
+        test_id=_test_filter(request),
         target_block_id=query_id(request, "target_block_id"),
         status=query.get("status") or None,
         exclude_status=query.get("exclude_status") or None,
@@ -89,6 +90,16 @@ async def list_runs(request: web.Request) -> web.Response:
         request.app[POOL], organisation(request), filters, page
     )
     return page_response(found, list_metadata)
+
+
+def _test_filter(request: web.Request) -> str | None:
+    """The `test_id` filter, also named `eval_id` (SDK 0.0.160); both must agree."""
+    test_id, eval_id = query_id(request, "test_id"), query_id(request, "eval_id")
+    if test_id is not None and eval_id is not None and test_id != eval_id:
+        raise ValidationFailedError.single(
+            ["query", "eval_id"], "`test_id` and `eval_id` name different tests", "value_error"
+        )
+    return test_id or eval_id
 
 
 def _date(query: Mapping[str, str], name: str) -> datetime | None:

@@ -44,7 +44,7 @@ async def list_tests(request: web.Request) -> web.Response:
 async def get_test(request: web.Request) -> web.Response:
     """`GET /v1/workflows/tests/{test_id}`."""
     test = await registry.get_test(
-        request.app[POOL], organisation(request), request.match_info["test_id"]
+        request.app[POOL], organisation(request), _test_id(request)
     )
     return json_response(test)
 
@@ -54,7 +54,7 @@ async def update_test(request: web.Request) -> web.Response:
     body = await decode_body(request, UpdateTestRequest)
     async with request.app[POOL].acquire() as conn:
         test = await registry.update_test(
-            conn, organisation(request), request.match_info["test_id"], body
+            conn, organisation(request), _test_id(request), body
         )
     return json_response(test)
 
@@ -62,5 +62,11 @@ async def update_test(request: web.Request) -> web.Response:
 async def delete_test(request: web.Request) -> web.Response:
     """`DELETE /v1/workflows/tests/{test_id}`: 204; past runs and results stay readable."""
     async with request.app[POOL].acquire() as conn:
-        await registry.delete_test(conn, organisation(request), request.match_info["test_id"])
+        await registry.delete_test(conn, organisation(request), _test_id(request))
     return web.Response(status=204)
+
+
+def _test_id(request: web.Request) -> str:
+    """The saved test's id in the path: `{test_id}` (tests routes) or `{eval_id}` (evals)."""
+    match = request.match_info
+    return match.get("test_id") or match["eval_id"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import pagination, registry
-from service.errors import json_response
+from service.errors import ValidationFailedError, json_response
+from service.handlers import unknown
 from service.handlers.common import (
     POOL,
     decode_body,
     organisation,
     page_response,
+    query_id,
     required_query,
 )
 from service.models import (
@@ -29,18 +31,29 @@ async def create_workflow(request: web.Request) -> web.Response:
 
 
 async def list_workflows(request: web.Request) -> web.Response:
-    """`GET /v1/workflows`: a page of workflows."""
+    """`GET /v1/workflows`: a page of workflows, by `sort_by` (`created_at` when absent;
+    the SDK sends `updated_at`), only those of `project_id` when it is given."""
+    sort_by = request.query.get("sort_by") or "created_at"
+    if sort_by not in registry.WORKFLOW_SORT_KEYS:
+        raise ValidationFailedError.single(
+            ["query", "sort_by"],
+            f"sort_by must be one of: {', '.join(registry.WORKFLOW_SORT_KEYS)}",
+            "literal_error",
+        )
     page = pagination.parse(request.query)
-    rows, metadata = await pagination.fetch_page(
-        request.app[POOL], registry.WORKFLOW_LIST, [organisation(request)], page
-    )
+    sql, params = registry.WORKFLOW_LIST, [organisation(request)]
+    project_id = query_id(request, "project_id")
+    if project_id is not None:
+        sql += " AND project_id = $2"
+        params.append(project_id)
+    rows, metadata = await pagination.fetch_page(request.app[POOL], sql, params, page, key=sort_by)
     return page_response([registry.workflow_from_row(row) for row in rows], metadata)
 
 
 async def get_workflow(request: web.Request) -> web.Response:
     """`GET /v1/workflows/{workflow_id}`."""
     workflow = await registry.get_workflow(
-        request.app[POOL], organisation(request), request.match_info["workflow_id"]
+        request.app[POOL], organisation(request), _workflow_id(request)
     )
     return json_response(workflow)
 
@@ -57,7 +70,7 @@ async def update_workflow(request: web.Request) -> web.Response:
     """`PATCH /v1/workflows/{workflow_id}`: name and description."""
     body = await decode_body(request, UpdateWorkflowRequest)
     workflow = await registry.update_workflow(
-        request.app[POOL], organisation(request), request.match_info["workflow_id"], body
+        request.app[POOL], organisation(request), _workflow_id(request), body
     )
     return json_response(workflow)
 
@@ -65,7 +78,7 @@ async def update_workflow(request: web.Request) -> web.Response:
 async def delete_workflow(request: web.Request) -> web.Response:
     """`DELETE /v1/workflows/{workflow_id}`: 204; its runs stay readable."""
     await registry.delete_workflow(
-        request.app[POOL], organisation(request), request.match_info["workflow_id"]
+        request.app[POOL], organisation(request), _workflow_id(request)
     )
     return web.Response(status=204)
 
@@ -106,3 +119,11 @@ async def delete_block(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         await registry.delete_block(conn, organisation(request), request.match_info["block_id"])
     return web.Response(status=204)
+
+
+def _workflow_id(request: web.Request) -> str:
+    """The `{workflow_id}` of the path; a name of the SDK's own routes is no workflow id."""
+    workflow_id = request.match_info["workflow_id"]
+    if workflow_id in unknown.RESERVED_SEGMENTS:
+        raise unknown.route_not_found(request)
+    return workflow_id

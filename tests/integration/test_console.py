@@ -688,3 +688,28 @@ async def test_an_unknown_console_path_is_a_404_page(client: ApiClient) -> None:
     assert "application/json" == api.content_type
     static = await client.http.get("/console/static/console.js")
     assert 200 == static.status
+
+
+async def test_the_workflow_page_shows_a_saved_tests_validation_problems(
+    client: ApiClient,
+) -> None:
+    """A test saved with a regular expression that does not compile: its page row says
+    invalid, with the problem, its code and the path at fault."""
+    workflow_id, block_id, _ = await _function_workflow(client, ["ACME"])
+    broken = await client.test(
+        workflow_id,
+        block_id,
+        name="broken pattern",
+        assertion={
+            "target": {"output_handle_id": "output-json-0", "path": "vendor.name"},
+            "condition": {"kind": "matches_regex", "pattern": "("},
+        },
+    )
+    assert "invalid" == broken["validation_status"]
+    issue = broken["validation_issues"][0]
+    await sign_in(client)
+    text = await page(client, f"/console/workflows/{workflow_id}")
+    row = text.split("broken pattern", 1)[1].split("</tr>", 1)[0]
+    assert "badge-invalid" in row
+    assert f"<code>{issue['code']}</code>" in row
+    assert issue["path"] in row

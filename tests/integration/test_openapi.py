@@ -482,3 +482,44 @@ async def test_real_error_answers_match_the_documented_schemas(client: ApiClient
     reused = await client.http.post("/v1/workflows", json={"name": "b"}, headers=headers)
     assert 409 == reused.status
     assert [] == answers.problems("POST", "/v1/workflows", 409, await reused.json())
+
+
+async def test_both_route_families_are_documented_alike(client: ApiClient) -> None:
+    """Every `/v1/workflows/tests...` operation has its `/v1/workflows/evals...` twin (with
+    `{eval_id}` for `{test_id}`), the same bodies, answers and query parameters plus the
+    runs list's `eval_id`; the resources document both releases' names."""
+    document = await _document(client)
+    paths = document["paths"]
+    twins = 0
+    for path, operations in paths.items():
+        if not path.startswith("/v1/workflows/tests"):
+            continue
+        twin = path.replace("/v1/workflows/tests", "/v1/workflows/evals").replace(
+            "{test_id}", "{eval_id}"
+        )
+        assert set(operations) == set(paths[twin]), twin
+        for method, operation in operations.items():
+            other = paths[twin][method]
+            twins += 1
+            assert "evals" in other["tags"]
+            assert operation["responses"] == other["responses"], (method, twin)
+            assert operation.get("requestBody") == other.get("requestBody"), (method, twin)
+            names = {p["name"] for p in operation.get("parameters", [])}
+            twin_names = {p["name"] for p in other.get("parameters", [])}
+            assert {n.replace("test_id", "eval_id") for n in names} | names >= twin_names
+    assert 12 == twins
+    runs_list = {p["name"] for p in paths["/v1/workflows/evals/runs"]["get"]["parameters"]}
+    assert {"test_id", "eval_id"} <= runs_list
+    run_schema = paths["/v1/workflows/evals/runs/{run_id}"]["get"]["responses"]["200"]
+    run = _schema(document, run_schema["content"]["application/json"]["schema"])
+    assert {"test_id", "eval_id", "total_tests", "total_evals"} <= set(run["properties"])
+    result_schema = paths["/v1/workflows/evals/results/{result_id}"]["get"]["responses"]["200"]
+    result = _schema(document, result_schema["content"]["application/json"]["schema"])
+    assert {
+        "test_id", "eval_id", "workflow_test_run_id", "workflow_eval_run_id",
+        "block_config_fingerprint", "block_execution_fingerprint",
+    } <= set(result["properties"])  # fmt: skip
+    single = _schema(document, {"$ref": "#/components/schemas/SingleScope"})
+    assert {"test_id", "eval_id"} <= set(single["properties"])
+    saved = _schema(document, {"$ref": "#/components/schemas/WorkflowTest"})
+    assert {"validation_status", "validation_issues"} <= set(saved["properties"])

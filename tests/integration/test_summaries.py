@@ -189,6 +189,8 @@ async def test_the_rebuild_reads_three_results_per_test_and_merges_as_replaying_
             id=f"{rng.choice(['a', 'B', 'b', 'A'])}_{number:04d}",
             workflow_test_run_id=f"run_{number}",
             test_id=test_id,
+            workflow_eval_run_id=f"run_{number}",
+            eval_id=test_id,
             workflow_id="wf",
             block_id="blk",
             block_type="function",
@@ -198,6 +200,7 @@ async def test_the_rebuild_reads_three_results_per_test_and_merges_as_replaying_
             verdict_summary=VerdictSummary(passed=verdict == "passed") if verdict else None,
             handle_inputs_fingerprint="h",
             block_config_fingerprint="b",
+            block_execution_fingerprint="b",
             workflow_draft_fingerprint="d",
             execution_fingerprint="e",
         )

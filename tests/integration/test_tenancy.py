@@ -42,6 +42,14 @@ PROBES: dict[tuple[str, str], list[tuple[Any, dict[str, str]]]] = {
     ("GET", "/v1/workflows/tests/runs/{run_id}/events"): [(None, {}), (None, SSE)],
     ("GET", "/v1/workflows/tests/results/{result_id}"): [(None, {})],
 }
+# The same routes under SDK 0.0.160's names (`evals`, `{eval_id}`).
+PROBES.update(
+    {
+        (method, template.replace("/tests", "/evals").replace("{test_id}", "{eval_id}")): probes
+        for (method, template), probes in list(PROBES.items())
+        if template.startswith("/v1/workflows/tests")
+    }
+)
 
 
 def _id_routes_of_router(client: ApiClient) -> set[tuple[str, str]]:
@@ -75,6 +83,7 @@ async def _organisation_a(client: ApiClient, secret: str) -> dict[str, Any]:
         "workflow_id": workflow["id"],
         "block_id": block["id"],
         "test_id": test["id"],
+        "eval_id": test["id"],
         "run_id": run["id"],
         "result_id": results["data"][0]["id"],
     }

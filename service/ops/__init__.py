@@ -1,0 +1,1 @@
+"""What scripts/ call: replay, rebuild, keys, export, repair, demo."""
