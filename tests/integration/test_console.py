@@ -417,6 +417,7 @@ async def test_the_run_page_shows_counts_results_by_verdict_and_what_changed(
     newly_passing = section.split("Newly passing", 1)[1].split("Still failing", 1)[0]
     still_failing = section.split("Still failing", 1)[1]
     assert tests[0] in newly_failing
+    assert "vendor ACME" in newly_failing  # the test's name beside its id
     assert tests[1] in newly_passing
     assert tests[2] in still_failing
     assert tests[1] not in newly_failing + still_failing

@@ -39,7 +39,10 @@ SELECT p.id FROM test_runs c JOIN test_runs p
 # completed `failed` or `blocked`; a test the previous run did not have counts
 # as not failing before.
 _CHANGES = f"""
-SELECT kind, test_id, id, total FROM (
+SELECT kind, test_id, id, total,
+       (SELECT t.name FROM workflow_tests t
+         WHERE t.organisation_id = $1 AND t.id = numbered.test_id) AS test_name
+  FROM (
     SELECT kind, test_id, id,
            count(*) OVER (PARTITION BY kind) AS total,
            row_number() OVER (PARTITION BY kind ORDER BY position) AS n
@@ -127,7 +130,9 @@ async def changes_since_previous(
     for row in await pool.fetch(_CHANGES, organisation_id, run_id, previous):
         kind = found[row["kind"]]
         kind["total"] = row["total"]
-        kind["tests"].append({"test_id": row["test_id"], "result_id": row["id"]})
+        kind["tests"].append(
+            {"test_id": row["test_id"], "result_id": row["id"], "name": row["test_name"]}
+        )
     return found
 
 
