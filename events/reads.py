@@ -54,6 +54,17 @@ SELECT stream_id, version, type, schema_version, data, occurred_at
  ORDER BY stream_id, version
 """
 
+# A stream's events without their data: what each was, when, by whom (the
+# data of a run.created of 10,000 tests is megabytes).
+_EVENT_HEADS = """
+SELECT version, type, occurred_at, metadata->>'actor' AS actor,
+       metadata->>'request_id' AS request_id
+  FROM events
+ WHERE stream_id = $1 AND version > $2
+ ORDER BY version
+ LIMIT $3
+"""
+
 _STREAMS = "SELECT stream_id, version FROM streams ORDER BY stream_id"
 
 _UNSEEN_STREAMS = """
@@ -70,6 +81,15 @@ async def stream_page(
     # One extra row answers "is there more?" without a count.
     rows = await conn.fetch(_PAGE, stream_id, after, limit + 1)
     return recorded_events(repeat(stream_id), rows[:limit]), len(rows) > limit
+
+
+async def event_heads(
+    conn: asyncpg.Connection | asyncpg.Pool, stream_id: str, after: int, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` heads of the stream's events after version `after`, in version order:
+    version, type, occurred_at, and the metadata's actor and request_id."""
+    rows: list[asyncpg.Record] = await conn.fetch(_EVENT_HEADS, stream_id, after, limit)
+    return rows
 
 
 async def type_seen(

@@ -56,6 +56,8 @@ ALTER TABLE ONLY workflows
 
 CREATE INDEX workflows_list_idx ON workflows USING btree (organisation_id, created_at, id);
 
+CREATE INDEX workflows_updated_idx ON workflows USING btree (organisation_id, updated_at, id);
+
 CREATE TABLE blocks (
     organisation_id text NOT NULL,
     id text NOT NULL,
@@ -69,7 +71,8 @@ CREATE TABLE blocks (
     config jsonb DEFAULT '{}'::jsonb NOT NULL,
     config_fingerprint text NOT NULL,
     created_at timestamp with time zone NOT NULL,
-    updated_at timestamp with time zone NOT NULL
+    updated_at timestamp with time zone NOT NULL,
+    parent_id text
 );
 
 ALTER TABLE ONLY blocks
@@ -123,3 +126,23 @@ ALTER TABLE ONLY idempotency_keys
     ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (organisation_id, key);
 
 CREATE INDEX idempotency_keys_created_idx ON idempotency_keys USING btree (created_at);
+
+CREATE TABLE console_sessions (
+    token_hash bytea NOT NULL,
+    organisation_id text NOT NULL,
+    api_key_id text NOT NULL,
+    csrf_token text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+ALTER TABLE ONLY console_sessions
+    ADD CONSTRAINT console_sessions_pkey PRIMARY KEY (token_hash);
+
+ALTER TABLE ONLY console_sessions
+    ADD CONSTRAINT console_sessions_organisation_id_fkey FOREIGN KEY (organisation_id) REFERENCES organisations(id);
+
+ALTER TABLE ONLY console_sessions
+    ADD CONSTRAINT console_sessions_api_key_id_fkey FOREIGN KEY (api_key_id) REFERENCES api_keys(id);
+
+CREATE INDEX console_sessions_expires_idx ON console_sessions USING btree (expires_at);

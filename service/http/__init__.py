@@ -1,6 +1,7 @@
 """The HTTP edge: the aiohttp app, middleware, error mapping, idempotency, rate
 limit, pagination, the route table with its OpenAPI document, the event feed's
-SSE, and the handlers (`handlers/`, one module per resource).
+SSE, the handlers (`handlers/`, one module per resource), and the web console
+(`console/`: server-rendered pages over the same read models).
 
 Only this package knows HTTP: it decodes requests into the types of
 `service.models`, calls the registry, run and operations functions, and maps

@@ -129,6 +129,9 @@ def served_routes(app: web.Application) -> list[tuple[str, str]]:
         # aiohttp adds a HEAD route beside every GET: it is not an operation of ours.
         if route.method == hdrs.METH_HEAD or route.resource is None:
             continue
+        # The web console's HTML pages are for people, not part of the API.
+        if is_console(route.resource.canonical):
+            continue
         served[(route.method, route.resource.canonical)] = None
     return list(served)
 
@@ -219,6 +222,11 @@ def _operation_of(
         description="Served outside the API (`/v1`); documented only as plain text.",
         authenticated=False,
     )
+
+
+def is_console(path: str) -> bool:
+    """Is `path` one of the web console's (its pages, forms and static files)?"""
+    return path in ("/", "/console") or path.startswith("/console/")
 
 
 def _is_api(path: str) -> bool:

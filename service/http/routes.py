@@ -18,7 +18,7 @@ import msgspec
 from aiohttp import web
 
 from projections.resources import WorkflowTestResult, WorkflowTestRun
-from service.http import feed
+from service.http import console, feed
 from service.http.handlers import docs, events, health, metrics, results, runs, tests, workflows
 from service.http.handlers import events as event_handlers
 from service.http.operations import (
@@ -488,3 +488,5 @@ def add_routes(app: web.Application) -> None:
             for route in ROUTES
         ]
     )
+    # The web console's pages: for people, not operations of the API.
+    console.install(app)

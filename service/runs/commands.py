@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import asyncpg
 
 from events.store import EventStore
@@ -33,8 +35,12 @@ async def create_run(
     organisation_id: str,
     body: CreateRunRequest,
     metadata: Metadata,
+    trigger: Literal["api", "manual"] = "api",
 ) -> WorkflowTestRun:
-    """Snapshot the scope's saved tests against the current draft and record `run.created`."""
+    """Snapshot the scope's saved tests against the current draft and record `run.created`.
+
+    `trigger` is who started it: `api`, or `manual` from the console.
+    """
     async with writing(pool, store) as writes:
         conn = writes.conn
         await enter_as_writer(conn)
@@ -87,7 +93,7 @@ async def create_run(
             workflow_draft_fingerprint=await registry.draft_fingerprint(
                 conn, organisation_id, workflow.id
             ),
-            trigger=Trigger(type="api"),
+            trigger=Trigger(type=trigger),
             scope=Scope(
                 type="single" if test_id else "block" if block_id else "workflow",
                 test_id=test_id,
