@@ -97,5 +97,11 @@ def from_domain(error: DomainError) -> web.Response:
         return ValidationFailedError(
             [{"loc": p.location, "msg": p.message, "type": p.kind} for p in error.problems]
         ).response()
-    status = _STATUS_OF.get(type(error), 400)
-    return ApiError(status, error.code, error.message, error.details).response()
+    return ApiError(status_of(error), error.code, error.message, error.details).response()
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status a domain error is answered with."""
+    if isinstance(error, Invalid):
+        return 422
+    return _STATUS_OF.get(type(error), 400)

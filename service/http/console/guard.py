@@ -17,9 +17,10 @@ import structlog
 from aiohttp import web
 
 from events.types import Metadata
+from service.domain import DomainError, Invalid
 from service.http.console import render
 from service.http.console.sessions import Session, find_session
-from service.http.errors import ApiError, ValidationFailedError
+from service.http.errors import ApiError, ValidationFailedError, status_of
 from service.http.handlers.common import POOL
 from service.http.middleware import REQUEST_ID
 
@@ -59,6 +60,13 @@ def forbidden(session: Session | None, why: str) -> web.Response:
 
 
 def _failure_page(error: Exception, session: Session | None) -> web.Response:
+    if isinstance(error, Invalid):
+        messages = "; ".join(problem.message for problem in error.problems)
+        return render.error_page(422, "Not accepted", messages, session)
+    if isinstance(error, DomainError):
+        status = status_of(error)
+        title = "Not found" if status == 404 else "Cannot do that"
+        return render.error_page(status, title, error.message, session)
     if isinstance(error, ApiError):
         title = "Not found" if error.status == 404 else "Cannot do that"
         return render.error_page(error.status, title, error.message, session)
@@ -83,7 +91,7 @@ def view(handler: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         structlog.contextvars.bind_contextvars(organisation_id=session.organisation_id)
         try:
             return await handler(request, session)
-        except (ApiError, ValidationFailedError) as error:
+        except (DomainError, ApiError, ValidationFailedError) as error:
             return _failure_page(error, session)
 
     return wrapped

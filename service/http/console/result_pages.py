@@ -14,7 +14,7 @@ from events.store import EventStore
 from events.streams import stream_of
 from events.types import RunCreated
 from projections.replay import Replay, ReplayStep
-from service.domain import NotFound as NotFoundError
+from service.domain import NotFound
 from service.http.console import diff, render
 from service.http.console.guard import view
 from service.http.console.run_pages import run_dict
@@ -37,7 +37,7 @@ async def _result(request: web.Request, session: Session) -> web.StreamResponse:
     result_id = request.match_info["result_id"]
     raw = await request.app[POOL].fetchval(_RESULT, session.organisation_id, result_id)
     if raw is None:
-        raise NotFoundError("result_not_found", f"Workflow test result not found: {result_id}")
+        raise NotFound("result_not_found", f"Workflow test result not found: {result_id}")
     result = _decode_result(raw)
     assertion = result.get("assertion_result") or {}
     expected, actual = assertion.get("expected_value"), assertion.get("actual_value")
