@@ -20,12 +20,24 @@ import msgspec
 import structlog
 
 from events import codec
-from events.errors import AppendOnlyError, ConcurrencyError, IdempotencyConflictError
+from events.errors import (
+    AppendOnlyError,
+    ConcurrencyError,
+    DuplicateEventIdError,
+    IdempotencyConflictError,
+    StaleTransactionError,
+)
 from events.types import EVENT_TYPES, Metadata, NewEvent, RecordedEvent
 
 WRONG_EXPECTED_VERSION = "EV001"
 IDEMPOTENCY_CONFLICT = "EV002"
 APPEND_ONLY = "EV003"
+STALE_TRANSACTION = "EV004"
+DUPLICATE_EVENT_ID = "EV005"
+
+# How many times an append on the store's own connection is tried when a newer
+# transaction appended to the stream first (each try is a new transaction).
+_STALE_TRIES = 3
 
 log = structlog.get_logger(__name__)
 
@@ -55,9 +67,11 @@ SELECT global_position, version
 # The fast path of an append at an expected version: one plain statement, no
 # PL/pgSQL. It moves the stream's row from the expected version (or creates it,
 # for version 0) and inserts the events after it. When the stream is not at the
-# expected version it writes nothing and returns no row; `append_events()` then
-# answers (an idempotent retry, or EV001). A concurrent appender waits for the
-# stream row's lock, then re-checks `version = $2` against the committed row.
+# expected version, when an event id is stored already, or when a newer
+# transaction appended last, it writes nothing and returns no row;
+# `append_events()` then answers (an idempotent retry, EV001, EV002 or EV004). A
+# concurrent appender waits for the stream row's lock, then re-checks its
+# conditions against the committed row.
 _EVENT_ROWS = """
 INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,
                     occurred_at)
@@ -77,17 +91,26 @@ RETURNING global_position, version
 _MOST_AS_VALUES = 16
 
 
-def _moving_the_stream(count: str) -> tuple[str, str]:
-    """The stream-row half of the fast path, `count` events on: (at version $2, new)."""
+def _moving_the_stream(count: str, event_ids: str) -> tuple[str, str]:
+    """The stream-row half of the fast path, `count` events on: (at version $2, new).
+
+    It moves the stream only when none of `event_ids` is stored (an idempotent
+    retry, or a conflict, is `append_events()`'s to answer: writing nothing here
+    keeps the caller's transaction usable) and when the stream's last append
+    came from this transaction or an older one (events/sql/0005).
+    """
+    none_stored = f"NOT EXISTS (SELECT FROM events WHERE event_id IN ({event_ids}))"
     at_version = f"""
 WITH s AS (
-    UPDATE streams SET version = version + {count}
+    UPDATE streams SET version = version + {count}, last_transaction_id = pg_current_xact_id()
      WHERE stream_id = $1 AND version = $2::bigint
+       AND last_transaction_id <= pg_current_xact_id() AND {none_stored}
     RETURNING $2::bigint AS base
 )"""
     new_stream = f"""
 WITH s AS (
-    INSERT INTO streams (stream_id, version) VALUES ($1, {count})
+    INSERT INTO streams (stream_id, version, last_transaction_id)
+    SELECT $1, {count}, pg_current_xact_id() WHERE {none_stored}
         ON CONFLICT (stream_id) DO NOTHING
     RETURNING $2::bigint AS base
 )"""
@@ -95,7 +118,8 @@ WITH s AS (
 
 
 _FAST_APPEND, _FAST_CREATE = (
-    head + _EVENT_ROWS for head in _moving_the_stream("cardinality($3::uuid[])")
+    head + _EVENT_ROWS
+    for head in _moving_the_stream("cardinality($3::uuid[])", "SELECT unnest($3::uuid[])")
 )
 
 
@@ -108,7 +132,8 @@ def _fast_as_values(count: int, new_stream: bool) -> str:
         f" ${6 + 6 * n}::json, ${7 + 6 * n}::uuid, ${8 + 6 * n}::timestamptz)"
         for n in range(count)
     )
-    at_version, new = _moving_the_stream(str(count))
+    event_ids = ", ".join(f"${7 + 6 * n}::uuid" for n in range(count))
+    at_version, new = _moving_the_stream(str(count), event_ids)
     return f"""{new if new_stream else at_version}
 INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,
                     occurred_at)
@@ -368,27 +393,49 @@ class EventStore:
 
         Raises:
             ConcurrencyError: the stream is not at `expected_version`.
+            StaleTransactionError: (a ConcurrencyError) the stream's last append
+                came from a transaction newer than the caller's (one that drew
+                its transaction id later): retry in a new transaction. Appends
+                on the store's own connection retry it themselves, a few times.
             IdempotencyConflictError: some of the event ids are stored already,
-                but not exactly these events of this stream.
+                but this is not the same append (see below); nothing is written.
+            DuplicateEventIdError: the same event id twice in `events`.
 
-        Appending events whose ids are already stored, in this stream, returns
-        their original positions and writes nothing: a retried request creates
-        nothing twice.
+        Appending event ids that are already stored is a retry, answered with
+        their original positions and writing nothing, when it is the same
+        append: the same stream, the events at consecutive versions in the
+        order given, with the same type, schema version, payload and metadata
+        (`occurred_at` is not compared). The expected version is not checked
+        then, so a retry at the stream's current version answers too, and
+        through `conn` it leaves the caller's transaction usable.
         """
         if not events:
             msg = "append needs at least one event"
             raise ValueError(msg)
+        if len({new.event_id for new in events}) != len(events):
+            raise DuplicateEventIdError(_duplicate_message(stream_id, events))
         if conn is not None:
             return await self._append(conn, stream_id, expected_version, events)
         async with self.pool.acquire() as own:
-            try:
-                positions = await self._append(own, stream_id, expected_version, events)
-            except ConcurrencyError:
-                # A concurrent append of these very events may have won the
-                # race: the retry answers their positions, or fails again.
-                if not await _any_stored(own, events):
-                    raise
-                positions = await self._append(own, stream_id, expected_version, events, fast=False)
+            for tries_left in range(_STALE_TRIES - 1, -1, -1):
+                try:
+                    positions = await self._append(own, stream_id, expected_version, events)
+                    break
+                except StaleTransactionError:
+                    # Our statement drew its transaction id before a concurrent
+                    # append to the stream drew its own and committed: a new
+                    # transaction draws a newer one.
+                    if not tries_left:
+                        raise
+                except ConcurrencyError:
+                    # A concurrent append of these very events may have won the
+                    # race: the retry answers their positions, or fails again.
+                    if not await _any_stored(own, events):
+                        raise
+                    positions = await self._append(
+                        own, stream_id, expected_version, events, fast=False
+                    )
+                    break
         self.notifier.wake((stream_id,))
         return positions
 
@@ -595,6 +642,18 @@ async def _any_stored(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> b
     return bool(found)
 
 
+def _duplicate_message(stream_id: str, events: Sequence[NewEvent]) -> str:
+    seen: set[Any] = set()
+    for number, new in enumerate(events, 1):
+        if new.event_id in seen:
+            return (
+                f"Duplicate event id in one append: {new.event_id} (number {number}"
+                f" of the append, Stream: {stream_id})"
+            )
+        seen.add(new.event_id)
+    return f"Duplicate event id in one append (Stream: {stream_id})"
+
+
 def _translate(
     error: asyncpg.PostgresError, stream_id: str, expected_version: int | None
 ) -> Exception | None:
@@ -604,6 +663,10 @@ def _translate(
         return ConcurrencyError(stream_id, expected_version, message)
     if sqlstate == IDEMPOTENCY_CONFLICT:
         return IdempotencyConflictError(message)
+    if sqlstate == STALE_TRANSACTION:
+        return StaleTransactionError(stream_id, expected_version, message)
+    if sqlstate == DUPLICATE_EVENT_ID:
+        return DuplicateEventIdError(message)
     if sqlstate == APPEND_ONLY:
         return AppendOnlyError(message)
     return None
