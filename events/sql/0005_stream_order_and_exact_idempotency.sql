@@ -56,6 +56,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n             integer := cardinality(p_event_ids);
     me            xid8;
+    moved         boolean := false;
     base_version  bigint;
     current       bigint;
     last_xid      xid8;
@@ -118,25 +119,43 @@ BEGIN
     END IF;
 
     IF p_expected_version IS NULL THEN
-        INSERT INTO streams AS s (stream_id, version, last_transaction_id)
-            VALUES (p_stream_id, n, pg_current_xact_id())
-            ON CONFLICT (stream_id) DO UPDATE
-                SET version = s.version + n, last_transaction_id = pg_current_xact_id()
-                WHERE s.last_transaction_id <= pg_current_xact_id()
-            RETURNING s.version - n INTO base_version;
+        -- Lock the stream row first: a transaction without an id yet draws it
+        -- after the lock is granted (a plain UPDATE would draw it before waiting,
+        -- and appenders queued on one stream would then be refused as stale).
+        FOR attempt IN 1..2 LOOP
+            SELECT s.version INTO base_version FROM streams s
+             WHERE s.stream_id = p_stream_id FOR UPDATE;
+            IF FOUND THEN
+                UPDATE streams s
+                   SET version = s.version + n, last_transaction_id = pg_current_xact_id()
+                 WHERE s.stream_id = p_stream_id
+                   AND s.last_transaction_id <= pg_current_xact_id();
+                moved := FOUND;
+                EXIT;
+            END IF;
+            INSERT INTO streams (stream_id, version, last_transaction_id)
+                VALUES (p_stream_id, n, pg_current_xact_id())
+                ON CONFLICT (stream_id) DO NOTHING;
+            base_version := 0;
+            moved := FOUND;
+            -- Not moved: a concurrent append created the stream; lock it and go on.
+            EXIT WHEN moved;
+        END LOOP;
     ELSIF p_expected_version = 0 THEN
         INSERT INTO streams (stream_id, version, last_transaction_id)
             VALUES (p_stream_id, n, pg_current_xact_id())
             ON CONFLICT (stream_id) DO NOTHING;
         base_version := 0;
+        moved := FOUND;
     ELSE
         UPDATE streams s SET version = s.version + n, last_transaction_id = pg_current_xact_id()
          WHERE s.stream_id = p_stream_id AND s.version = p_expected_version
            AND s.last_transaction_id <= pg_current_xact_id();
         base_version := p_expected_version;
+        moved := FOUND;
     END IF;
 
-    IF NOT FOUND THEN
+    IF NOT moved THEN
         me := pg_current_xact_id();
         SELECT s.version, s.last_transaction_id INTO current, last_xid
           FROM streams s WHERE s.stream_id = p_stream_id;
