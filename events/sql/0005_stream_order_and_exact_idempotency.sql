@@ -119,9 +119,12 @@ BEGIN
     END IF;
 
     IF p_expected_version IS NULL THEN
-        -- Lock the stream row first: a transaction without an id yet draws it
-        -- after the lock is granted (a plain UPDATE would draw it before waiting,
-        -- and appenders queued on one stream would then be refused as stale).
+        -- Appenders at the end queue on an advisory lock of the stream first:
+        -- it needs no transaction id, so a transaction without one draws it
+        -- once it is first in line. Queued on the row lock alone they would draw
+        -- their ids when the holder before them commits, all at once, in any
+        -- order, and all but the luckiest be refused as stale.
+        PERFORM pg_advisory_xact_lock(hashtextextended(p_stream_id, 0));
         FOR attempt IN 1..2 LOOP
             SELECT s.version INTO base_version FROM streams s
              WHERE s.stream_id = p_stream_id FOR UPDATE;

@@ -168,11 +168,13 @@ async def test_a_writer_that_locks_first_is_never_refused(
     assert versions_in_feed(await read_everything(store), "run-z") == list(range(1, 18))
 
 
-async def test_the_stores_own_appends_retry_a_stale_transaction_a_few_times(
+async def test_appends_at_the_end_on_the_stores_connection_are_never_refused(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
-    """An append on the store's own connection is one statement: it is never refused for
-    being stale, however many appends race on the stream.
+    """24 racing appends at the end of one stream, each in its own transaction, all succeed.
+
+    They queue on the stream before they draw their transaction ids, so none is
+    older than the one before it (and the store retries the rare one that is).
     """
     await store.append("run-w", batch(1, "create"), 0)
     await asyncio.gather(*(store.append("run-w", batch(1, f"w{n}"), None) for n in range(24)))
