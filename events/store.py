@@ -1,8 +1,9 @@
 """The event store: append with an expected version, read a stream, read everything.
 
 Every stream is `category-id` (a run's is `run-<run_id>`). Versions start at 1
-and have no gaps. `global_position` is unique but is *not* commit order; see
-`read_all` for how everything is read in commit order without losing events.
+and have no gaps. `global_position` is unique but is *not* the feed's order; see
+`read_all` for the one order in which every reader reads everything, without
+losing or repeating an event, each stream's versions ascending.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ _CURRENT_VERSIONS = {event_type: cls.schema_version for event_type, cls in EVENT
 
 
 class Checkpoint(NamedTuple):
-    """A place in the commit-order feed: the last `(transaction_id, global_position)` read."""
+    """A place in the feed: the last `(transaction_id, global_position)` read."""
 
     transaction_id: int
     global_position: int
@@ -164,17 +165,20 @@ SELECT {STREAM_COLUMNS} FROM events
 
 _READ_STREAM_PAGE = _READ_STREAM + " LIMIT $3"
 
-# Commit order. An identity value is drawn when a row is inserted but becomes
-# visible when its transaction commits, so positions commit out of order: a
-# reader that only remembers "the highest position seen" skips, forever, a
-# transaction that drew a lower position and committed later. Instead, read only
-# rows written by transactions older than the oldest transaction still running
-# (`pg_snapshot_xmin` of our snapshot): every such transaction has finished, so
-# no row can ever appear below that horizon again. Ordered by (transaction_id,
-# global_position), that prefix only grows, and a checkpoint of that pair is
-# exact. Writers never wait; a reader waits at most for the oldest open
-# transaction (bounded by idle_in_transaction_session_timeout). A gap is never
-# skipped on a timer.
+# The feed's order. An identity value is drawn when a row is inserted but
+# becomes visible when its transaction commits, so positions commit out of
+# order: a reader that only remembers "the highest position seen" skips,
+# forever, a transaction that drew a lower position and committed later.
+# Instead, read only rows written by transactions older than the oldest
+# transaction still running (`pg_snapshot_xmin` of our snapshot): every such
+# transaction has finished, so no row can ever appear below that horizon again.
+# Ordered by (transaction_id, global_position), that prefix only grows, and a
+# checkpoint of that pair is exact. It is one order for every reader, but not
+# true commit order: a transaction gets its id at its first write. Appends keep
+# each stream's versions ascending in it: an append from a transaction older
+# than the stream's last appender is refused (events/sql/0005). Writers never
+# wait; a reader waits at most for the oldest open transaction (bounded by
+# idle_in_transaction_session_timeout). A gap is never skipped on a timer.
 _READ_ALL = f"""
 SELECT {_COLUMNS} FROM events
  WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
@@ -241,9 +245,10 @@ class _Timestamps(dict[tuple[int], datetime]):
 
     asyncpg builds a new datetime for every timestamp of every row, and that is
     the dearest part of decoding an event (two per event). Timestamps repeat:
-    the events of one append share `recorded_at`, and a stream read again (by
-    the read model, the audit, a follower) has the same ones. The hit path is
-    the dict's own C lookup; at most 4,096 entries are kept.
+    the events of one append share `recorded_at` (its default is
+    `statement_timestamp()`, and an append is one statement), and a stream
+    read again (by the read model, the audit, a follower) has the same ones.
+    The hit path is the dict's own C lookup; at most 4,096 entries are kept.
     """
 
     def __missing__(self, key: tuple[int]) -> datetime:
@@ -347,7 +352,7 @@ def _metadata(raw: bytes) -> Metadata:
 
 
 def checkpoint_of(event: RecordedEvent) -> Checkpoint:
-    """The commit-order checkpoint just after an event."""
+    """The feed's checkpoint just after an event."""
     return Checkpoint(event.transaction_id, event.global_position)
 
 
@@ -509,13 +514,19 @@ class EventStore:
         *,
         conn: asyncpg.Connection | None = None,
     ) -> list[RecordedEvent]:
-        """Up to `limit` committed events after a checkpoint, in commit order.
+        """Up to `limit` committed events after a checkpoint, in the feed's order.
+
+        The feed's order is `(transaction_id, global_position)`: the same for
+        every reader, with each committed event exactly once, no rolled-back
+        one, and each stream's versions ascending. It is not true commit order
+        (a transaction gets its id at its first write, not at its commit).
 
         Feed the checkpoint of the last event returned (`checkpoint_of`) to the
         next call. An empty list means: nothing more is committed *and final*
         yet; poll again later (or after a NOTIFY on channel `events`). An event
         is returned once every transaction older than it has finished, so the
-        sequence never changes behind a checkpoint.
+        sequence never changes behind a checkpoint: a reader waits at most for
+        the oldest transaction still open.
 
         The horizon is the whole PostgreSQL cluster's oldest running transaction
         (transaction ids are cluster-wide): a long transaction in another
@@ -530,7 +541,7 @@ class EventStore:
     async def iterate_all(
         self, after: Checkpoint = ORIGIN, page_size: int = 1000
     ) -> AsyncGenerator[RecordedEvent, None]:
-        """Every event after a checkpoint that is final now, in commit order, page by page.
+        """Every event after a checkpoint that is final now, in the feed's order, by page.
 
         The next page is read (on another pooled connection) while this one is
         decoded and consumed: the same pages as calling `read_all` in a loop.
