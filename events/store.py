@@ -95,12 +95,18 @@ _MOST_AS_VALUES = 16
 def _moving_the_stream(count: str, event_ids: str) -> tuple[str, str]:
     """The stream-row half of the fast path, `count` events on: (at version $2, new).
 
-    It moves the stream only when none of `event_ids` is stored (an idempotent
+    It moves the stream only when none of `event_ids` (a relation `x(id)`) is stored (an idempotent
     retry, or a conflict, is `append_events()`'s to answer: writing nothing here
     keeps the caller's transaction usable) and when the stream's last append
     came from this transaction or an older one (events/sql/0005).
     """
-    none_stored = f"NOT EXISTS (SELECT FROM events WHERE event_id IN ({event_ids}))"
+    # One index probe per id, as a LATERAL ... LIMIT 1: a plain `event_id =
+    # ANY(...)` got, from a new (small) table, a cached generic plan that scanned
+    # every event, and kept it as the table grew.
+    none_stored = (
+        f"NOT EXISTS (SELECT FROM {event_ids} CROSS JOIN LATERAL"
+        " (SELECT FROM events WHERE event_id = x.id LIMIT 1) AS stored)"
+    )
     at_version = f"""
 WITH s AS (
     UPDATE streams SET version = version + {count}, last_transaction_id = pg_current_xact_id()
@@ -120,7 +126,7 @@ WITH s AS (
 
 _FAST_APPEND, _FAST_CREATE = (
     head + _EVENT_ROWS
-    for head in _moving_the_stream("cardinality($3::uuid[])", "SELECT unnest($3::uuid[])")
+    for head in _moving_the_stream("cardinality($3::uuid[])", "unnest($3::uuid[]) AS x(id)")
 )
 
 
@@ -133,7 +139,7 @@ def _fast_as_values(count: int, new_stream: bool) -> str:
         f" ${6 + 6 * n}::json, ${7 + 6 * n}::uuid, ${8 + 6 * n}::timestamptz)"
         for n in range(count)
     )
-    event_ids = ", ".join(f"${7 + 6 * n}::uuid" for n in range(count))
+    event_ids = "(VALUES " + ", ".join(f"(${7 + 6 * n}::uuid)" for n in range(count)) + ") AS x(id)"
     at_version, new = _moving_the_stream(str(count), event_ids)
     return f"""{new if new_stream else at_version}
 INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,

@@ -18,7 +18,13 @@ import msgspec
 import pytest
 
 from events.errors import ConcurrencyError, DuplicateEventIdError, IdempotencyConflictError
-from events.store import EventStore
+from events.store import (
+    _FAST_APPEND,
+    _FAST_CREATE,
+    _MOST_AS_VALUES,
+    EventStore,
+    _fast_as_values,
+)
 from events.types import Metadata, NewEvent, RunCancelled, TestStarted
 
 STREAM = "run-a"
@@ -282,3 +288,26 @@ async def test_the_events_of_one_append_share_recorded_at(
         " WHERE d.adrelid = 'events'::regclass AND a.attname = 'recorded_at'"
     )
     assert default == "statement_timestamp()"
+
+
+@pytest.mark.parametrize(
+    ("count", "new_stream"), [(1, False), (10, False), (10, True), (20, False)]
+)
+async def test_the_check_for_stored_ids_probes_the_index_in_any_plan(
+    pool: asyncpg.Pool, count: int, new_stream: bool
+) -> None:
+    """The fast path's check for stored ids is index probes even in a generic plan made
+    while the table is empty (such a plan is cached and kept as the table grows): a
+    scan of every event there made each append cost more than the one before.
+    """
+    if count > _MOST_AS_VALUES:
+        sql, parameters = (_FAST_CREATE if new_stream else _FAST_APPEND), 8
+    else:
+        sql, parameters = _fast_as_values(count, new_stream), 2 + 6 * count
+    async with pool.acquire() as conn:
+        await conn.execute(f"PREPARE fast AS {sql}")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        nulls = ", ".join(["NULL"] * parameters)
+        plan = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN EXECUTE fast({nulls})"))
+    assert "Seq Scan on events" not in plan, plan
+    assert "events_event_id_key" in plan, plan
