@@ -71,7 +71,12 @@ BEGIN
             p_stream_id USING ERRCODE = 'EV005';
     END IF;
 
-    IF EXISTS (SELECT 1 FROM events e WHERE e.event_id = ANY (p_event_ids)) THEN
+    -- Every look-up of an id is an index probe (LATERAL ... LIMIT 1), whatever
+    -- plan PL/pgSQL caches: `= ANY` and joins planned on a small table scanned
+    -- every event.
+    IF EXISTS (SELECT FROM unnest(p_event_ids) AS x(id)
+                CROSS JOIN LATERAL (SELECT FROM events e WHERE e.event_id = x.id LIMIT 1) AS hit)
+    THEN
         -- The first event (in the order given) that is not what this append
         -- would have stored: missing, in another stream, out of order, different.
         SELECT i.ord, i.event_id, e.stream_id, e.version,
@@ -88,11 +93,13 @@ BEGIN
           INTO problem
           FROM unnest(p_event_ids, p_types, p_schema_versions, p_data, p_metadata)
                WITH ORDINALITY AS i(event_id, type, schema_version, data, metadata, ord)
-          LEFT JOIN events e ON e.event_id = i.event_id
+          LEFT JOIN LATERAL (SELECT * FROM events s WHERE s.event_id = i.event_id LIMIT 1) AS e
+                 ON true
          CROSS JOIN LATERAL (
                SELECT f.version - j.ord AS base
                  FROM unnest(p_event_ids) WITH ORDINALITY AS j(event_id, ord)
-                 JOIN events f ON f.event_id = j.event_id
+                 CROSS JOIN LATERAL (SELECT s.version FROM events s
+                                      WHERE s.event_id = j.event_id LIMIT 1) AS f
                 ORDER BY j.ord LIMIT 1) AS first_stored
          WHERE e.event_id IS NULL
             OR e.stream_id <> p_stream_id
@@ -113,7 +120,8 @@ BEGIN
         RETURN QUERY
             SELECT e.global_position, e.version
               FROM unnest(p_event_ids) WITH ORDINALITY AS i(event_id, ord)
-              JOIN events e ON e.event_id = i.event_id
+             CROSS JOIN LATERAL (SELECT s.global_position, s.version FROM events s
+                                  WHERE s.event_id = i.event_id LIMIT 1) AS e
              ORDER BY i.ord;
         RETURN;
     END IF;
