@@ -423,7 +423,7 @@ class EventStore:
         if not events:
             msg = "append needs at least one event"
             raise ValueError(msg)
-        if len({new.event_id for new in events}) != len(events):
+        if len(events) > 1 and len({new.event_id for new in events}) != len(events):
             raise DuplicateEventIdError(_duplicate_message(stream_id, events))
         if conn is not None:
             return await self._append(conn, stream_id, expected_version, events)
