@@ -95,10 +95,11 @@ _MOST_AS_VALUES = 16
 def _moving_the_stream(count: str, event_ids: str) -> tuple[str, str]:
     """The stream-row half of the fast path, `count` events on: (at version $2, new).
 
-    It moves the stream only when none of `event_ids` (a relation `x(id)`) is stored (an idempotent
-    retry, or a conflict, is `append_events()`'s to answer: writing nothing here
-    keeps the caller's transaction usable) and when the stream's last append
-    came from this transaction or an older one (events/sql/0005).
+    It moves the stream only when none of `event_ids` (a relation `x(id)`) is
+    stored (an idempotent retry, or a conflict, is `append_events()`'s to
+    answer: writing nothing here keeps the caller's transaction usable) and
+    when the stream's last append came from this transaction or an older one
+    (events/sql/0005).
     """
     # One index probe per id, as a LATERAL ... LIMIT 1: a plain `event_id =
     # ANY(...)` got, from a new (small) table, a cached generic plan that scanned
@@ -653,7 +654,8 @@ def _values_args(stream_id: str, events: Sequence[NewEvent], expected_version: i
 
 async def _any_stored(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> bool:
     found = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY ($1::uuid[]))",
+        "SELECT EXISTS (SELECT FROM unnest($1::uuid[]) AS x(id) CROSS JOIN LATERAL"
+        " (SELECT FROM events WHERE event_id = x.id LIMIT 1) AS stored)",
         [new.event_id for new in events],
     )
     return bool(found)
