@@ -17,7 +17,8 @@ from typing import NamedTuple
 
 import asyncpg
 
-_LOCK_KEY = 7_262_011_401  # an arbitrary, fixed advisory-lock key for migrations
+from events import locks
+
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 _CREATE_TABLE = """
@@ -67,7 +68,7 @@ def discover(components: Sequence[str]) -> list[Migration]:
 async def migrate(conn: asyncpg.Connection, migrations: Sequence[Migration]) -> list[str]:
     """Apply the migrations not yet recorded; return the names applied."""
     applied: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    await conn.execute("SELECT pg_advisory_lock($1)", locks.MIGRATIONS)
     try:
         await conn.execute(_CREATE_TABLE)
         recorded = {
@@ -96,7 +97,7 @@ async def migrate(conn: asyncpg.Connection, migrations: Sequence[Migration]) -> 
                 )
             applied.append(f"{migration.component}/{migration.name}")
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_unlock($1)", locks.MIGRATIONS)
     return applied
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -47,7 +47,7 @@ _metadata_decoder = msgspec.json.Decoder(Metadata)
 _NO_METADATA = Metadata()
 # Each event type's schema version, as `codec.decode` checks it, read once: the
 # classes' `schema_version` does not change at run time, and looking it up on the
-# class for every event cost a 10-event read about 5% of its throughput.
+# class for every event was a measurable share of a short read (BENCHMARKS.md).
 _CURRENT_VERSIONS = {event_type: cls.schema_version for event_type, cls in EVENT_TYPES.items()}
 
 
@@ -85,9 +85,9 @@ RETURNING global_position, version
 """
 # Up to this many events, the fast path sends each event's fields as scalar
 # parameters in a VALUES list: one statement per count, prepared once per
-# connection. For 10 events it costs PostgreSQL a fifth less than unnesting six
-# arrays (each unnest fills a tuplestore) and the client a quarter less than
-# encoding them (asyncpg checks every array element against three ABCs).
+# connection. For a short batch that costs PostgreSQL less than unnesting six
+# arrays (each unnest fills a tuplestore) and the client less than encoding
+# them (asyncpg checks every array element against three ABCs); BENCHMARKS.md.
 # Longer batches (a runner's flush) unnest arrays: one statement for any count.
 _MOST_AS_VALUES = 16
 
@@ -195,92 +195,6 @@ SELECT {_COLUMNS} FROM events
 """
 
 
-async def init_connection(conn: asyncpg.Connection) -> None:
-    """Set up a connection for the store: `json` and `jsonb` travel as raw JSON bytes.
-
-    Use it as the pool's `init` so msgspec decodes payloads without an
-    intermediate `str` or `dict`. (Events and read models are `json`, whose
-    binary form is the text itself; the registry's few `jsonb` columns add a
-    version byte.)
-    """
-    await conn.set_type_codec(
-        "json", schema="pg_catalog", encoder=_json_encode, decoder=bytes, format="binary"
-    )
-    await conn.set_type_codec(
-        "jsonb",
-        schema="pg_catalog",
-        encoder=_jsonb_encode,
-        decoder=_jsonb_decode,
-        format="binary",
-    )
-    await conn.set_type_codec(
-        "timestamptz",
-        schema="pg_catalog",
-        encoder=_timestamp_encode,
-        decoder=_TIMESTAMPS.__getitem__,
-        format="tuple",
-    )
-
-
-def _json_encode(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else value
-
-
-def _jsonb_encode(value: bytes | str) -> bytes:
-    # The binary jsonb format is a version byte (1) followed by the JSON text.
-    return b"\x01" + _json_encode(value)
-
-
-def _jsonb_decode(value: bytes) -> bytes:
-    return value[1:]
-
-
-# timestamptz travels as microseconds since 2000-01-01 UTC (the "tuple" format).
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-# PostgreSQL's ±infinity are datetime.max and datetime.min, as in asyncpg.
-_INFINITY = 2**63 - 1
-_INFINITIES = {
-    (_INFINITY,): datetime.max.replace(tzinfo=UTC),
-    (-_INFINITY - 1,): datetime.min.replace(tzinfo=UTC),
-}
-_ENCODED_INFINITIES = {datetime.max: (_INFINITY,), datetime.min: (-_INFINITY - 1,)}
-
-
-class _Timestamps(dict[tuple[int], datetime]):
-    """Decoded timestamps by their stored value; a value seen before costs a lookup.
-
-    asyncpg builds a new datetime for every timestamp of every row, and that is
-    the dearest part of decoding an event (two per event). Timestamps repeat:
-    the events of one append share `recorded_at` (its default is
-    `statement_timestamp()`, and an append is one statement), and a stream
-    read again (by the read model, the audit, a follower) has the same ones.
-    The hit path is the dict's own C lookup; at most 4,096 entries are kept.
-    """
-
-    def __missing__(self, key: tuple[int]) -> datetime:
-        if len(self) >= 4096:
-            self.clear()
-        found = _INFINITIES.get(key)
-        if found is None:
-            found = _PG_EPOCH + key[0] * _MICROSECOND
-        self[key] = found
-        return found
-
-
-_TIMESTAMPS = _Timestamps()
-
-
-def _timestamp_encode(value: datetime) -> tuple[int]:
-    if value.year in (1, 9999):
-        infinity = _ENCODED_INFINITIES.get(value.replace(tzinfo=None))
-        if infinity is not None:
-            return infinity
-    if value.tzinfo is None:  # asyncpg's rule: a naive datetime is local time
-        value = value.astimezone()
-    return ((value - _PG_EPOCH) // _MICROSECOND,)
-
-
 def recorded_events(
     stream_ids: Iterable[str], rows: Iterable[Sequence[Any]]
 ) -> list[RecordedEvent]:
@@ -291,8 +205,8 @@ def recorded_events(
     msgspec's own: a payload at its type's current schema version is decoded
     directly (`codec.decode`'s check, made inline; it upcasts the others), empty
     metadata is shared, and the envelope is built positionally, in one list
-    comprehension (a generator and keyword arguments cost a 10-event read 5-10%
-    of its client CPU). A scan converts its pages a few rows at a time
+    comprehension (a generator and keyword arguments cost a short read a
+    visible share of its client CPU). A scan converts its pages a few rows at a time
     (`_decoded_in_turn`).
     """
     return [
@@ -331,8 +245,8 @@ def _events_of_all(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
 
 
 # How many rows of a page a scan converts at once. A scan that consumes each
-# event as it comes keeps only these alive: a page of 1,000 decoded at once cost
-# a commit-order scan a third more CPU, most of it the garbage collector's
+# event as it comes keeps only these alive: decoding a whole page at once cost
+# a commit-order scan more CPU, most of it the garbage collector's
 # (`run.created` payloads hold lists and dicts).
 _DECODED_AT_ONCE = 32
 

@@ -40,10 +40,10 @@ def _drawn_ids() -> Iterator[uuid.UUID]:
 
 
 class _EventIds:
-    """Random (version 4) event ids, as `uuid.uuid4()` makes them, at a tenth of its cost.
+    """Random (version 4) event ids, as `uuid.uuid4()` makes them, far more cheaply.
 
-    `uuid4()` costs a system call and a pure-Python `UUID.__init__` per id,
-    about 2.6 µs: more than encoding the event. Here one `os.urandom` call
+    `uuid4()` costs a system call and a pure-Python `UUID.__init__` per id:
+    more than encoding the event. Here one `os.urandom` call
     draws 256 ids, each built by asyncpg's C `UUID` (the subclass of
     `uuid.UUID` it decodes stored ids into). Handing one out is a single
     `next()` on a list iterator, atomic under the GIL, so threads never share

@@ -19,21 +19,15 @@ from typing import Protocol
 import asyncpg
 import structlog
 
-from events.store import Checkpoint, EventStore, checkpoint_of
+from events import locks, reads, repair
+from events.retry import Backoff, describe_error
+from events.store import ORIGIN, Checkpoint, EventStore, checkpoint_of
 from events.types import RecordedEvent
 
 log = structlog.get_logger("projections.async")
 
 _LOCK_CHECKPOINT = """
 SELECT transaction_id, global_position FROM projection_checkpoints WHERE name = $1 FOR UPDATE
-"""
-
-# The last event in commit order that can never be preceded by another (see read_all).
-_LAST_FINAL = """
-SELECT transaction_id, global_position FROM events
- WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
- ORDER BY transaction_id DESC, global_position DESC
- LIMIT 1
 """
 
 _SAVE_CHECKPOINT = """
@@ -79,9 +73,9 @@ async def rebuild(pool: asyncpg.Pool, projection: AsyncProjection) -> int:
             projection.name,
         )
         await conn.fetchrow(_LOCK_CHECKPOINT, projection.name)
-        last = await conn.fetchrow(_LAST_FINAL)
+        last = await reads.last_final(conn)
         await projection.rebuild(conn)
-        await conn.execute(_SAVE_CHECKPOINT, projection.name, *(last or (0, 0)))
+        await conn.execute(_SAVE_CHECKPOINT, projection.name, *(last or ORIGIN))
     total = 0
     while read := await catch_up(pool, projection):
         total += read
@@ -109,7 +103,8 @@ async def catch_up(pool: asyncpg.Pool, projection: AsyncProjection, batch: int =
         return len(events)
 
 
-LEADER_LOCK = 7_262_011_404
+LEADER_LOCK = locks.PROJECTION_LEADER  # the leader's session lock
+_MOST_BACKOFF_S = 10.0  # the longest wait between a leader's tries
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
 
@@ -139,7 +134,7 @@ async def follow(
         except Exception as error:  # never exit: PostgreSQL may be restarting
             failures += 1
             log.warning("projection_leader_connect_failed", error=describe_error(error))
-            await _sleep(stop, _backoff(standby_s, failures))
+            await _sleep(stop, Backoff(standby_s, _MOST_BACKOFF_S).delay(failures))
             continue
         try:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
@@ -152,20 +147,10 @@ async def follow(
         except Exception as error:  # the connection broke: stand by, then try again
             failures += 1
             log.warning("projection_leader_lost", error=describe_error(error))
-            await _sleep(stop, _backoff(idle_s, failures))
+            await _sleep(stop, Backoff(idle_s, _MOST_BACKOFF_S).delay(failures))
         finally:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
-
-
-def _backoff(first_s: float, failures: int, most_s: float = 10.0) -> float:
-    """The wait after `failures` failures in a row: `first_s`, doubled each time, capped."""
-    return float(min(most_s, first_s * 2 ** max(0, failures - 1)))
-
-
-def describe_error(error: BaseException) -> str:
-    """`Type: message`, for a log line."""
-    return f"{type(error).__name__}: {error}"
 
 
 async def _lead(
@@ -206,12 +191,40 @@ async def status(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, obje
     """Each projection's checkpoint, when it moved, and how many events it has yet to read."""
     rows = await conn.fetch(
         """
-        SELECT c.name, c.transaction_id::text AS transaction_id, c.global_position,
-               c.updated_at,
-               (SELECT count(*) FROM events e
-                 WHERE (e.transaction_id, e.global_position)
-                     > (c.transaction_id, c.global_position)) AS lag
-          FROM projection_checkpoints c ORDER BY c.name
+        SELECT name, transaction_id::text AS transaction_id, global_position, updated_at
+          FROM projection_checkpoints ORDER BY name
         """
     )
-    return [dict(row) for row in rows]
+    found: list[dict[str, object]] = []
+    for row in rows:
+        at = Checkpoint(int(row["transaction_id"]), int(row["global_position"]))
+        found.append({**dict(row), "lag": await reads.count_after(conn, at)})
+    return found
+
+
+async def move_checkpoints(
+    conn: asyncpg.Connection,
+) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
+    """Inside `events.repair.renumber`: move every checkpoint to where it stands after
+    the renumbering; return `(name, old, new)` for each one that moved."""
+    moved: list[tuple[str, tuple[int, int], tuple[int, int]]] = []
+    for row in await conn.fetch(
+        "SELECT name, transaction_id::text::bigint AS tx, global_position"
+        " FROM projection_checkpoints ORDER BY name"
+    ):
+        old = (int(row["tx"]), int(row["global_position"]))
+        new = (0, 0)
+        if old != (0, 0):
+            target = await repair.position_after(conn, Checkpoint(*old))
+            if target is not None:
+                new = (target.transaction_id, target.global_position)
+        if new != old:
+            await conn.execute(
+                "UPDATE projection_checkpoints SET transaction_id = $2::xid8,"
+                " global_position = $3, updated_at = now() WHERE name = $1",
+                row["name"],
+                new[0],
+                new[1],
+            )
+            moved.append((row["name"], old, new))
+    return moved

@@ -188,8 +188,10 @@ def _created(created: RunCreated, at: datetime) -> tuple[WorkflowTestRun, list[W
         lifecycle=Pending(),
         timing=Timing(created_at=at),
         test_id=scope.test_id if scope.type == "single" else None,
+        eval_id=scope.test_id if scope.type == "single" else None,
         target=target,
         total_tests=total,
+        total_evals=total,
         counts=make_counts(LifecycleCounts(queued=total), OutcomeCounts()),
         # The baseline that freshness compares the current draft with at read time.
         freshness=Freshness(
@@ -204,6 +206,8 @@ def _created(created: RunCreated, at: datetime) -> tuple[WorkflowTestRun, list[W
             id=test.result_id,
             workflow_test_run_id=created.run_id,
             test_id=test.test_id,
+            workflow_eval_run_id=created.run_id,
+            eval_id=test.test_id,
             workflow_id=created.workflow_id,
             block_id=test.block_id,
             block_type=test.block_type,
@@ -212,6 +216,7 @@ def _created(created: RunCreated, at: datetime) -> tuple[WorkflowTestRun, list[W
             handle_inputs=test.handle_inputs,
             handle_inputs_fingerprint=test.handle_inputs_fingerprint,
             block_config_fingerprint=test.block_config_fingerprint,
+            block_execution_fingerprint=test.block_config_fingerprint,
             workflow_draft_fingerprint=created.workflow_draft_fingerprint,
             execution_fingerprint=test.execution_fingerprint,
         )

@@ -246,8 +246,13 @@ class Projection:
                 await conn.execute(_UPSERT_RESULTS, *(list(c) for c in zip(*rows, strict=True)))
             finished = [r.id for r, _ in self.changed.values() if isinstance(r.lifecycle, TERMINAL)]
             if finished:
-                await conn.execute(_DEQUEUE, finished)
+                await dequeue(conn, finished)
         return run
+
+
+async def dequeue(conn: asyncpg.Connection, result_ids: Sequence[str]) -> None:
+    """Take these tests out of the work queue (they finished, or will never start)."""
+    await conn.execute(_DEQUEUE, list(result_ids))
 
 
 async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> WorkflowTestRun:

@@ -2,7 +2,7 @@
 
 1. In one REPEATABLE READ snapshot, stream every event ordered by stream and
    version, fold each run, and COPY its rows into fresh tables created from
-   `projections/sql/read_models.sql` in a side schema; their keys and indexes
+   `projections/schema.sql` in a side schema; their keys and indexes
    are made after the load.
 2. In the swap transaction, lock `streams` against appenders (an append updates
    its stream's row, so it holds ROW EXCLUSIVE there until it commits: our
@@ -33,8 +33,9 @@ from typing import Any
 
 import asyncpg
 
-from events import codec
-from events.store import fetch_stream, init_connection
+from events import codec, locks, reads
+from events.connection import init_connection
+from events.store import fetch_stream
 from events.types import RunCreated, RunEvent
 from projections import asynchronous
 from projections.fold import step
@@ -51,8 +52,6 @@ from projections.summaries import LatestRunSummaries
 
 TABLES = ("test_runs", "test_results", "test_queue")
 ASYNC_PROJECTIONS: tuple[asynchronous.AsyncProjection, ...] = (LatestRunSummaries(),)
-# Taken (shared) by every command that writes a run; see service/commands.py.
-WRITERS_LOCK = 7_262_011_403
 # What --verify compares: every column of the projections, but not the
 # runners' own state in the queue (leases, attempts). Rendered JSON compares as
 # values (`json` has no equality, and a migrated row's spacing may differ).
@@ -69,16 +68,6 @@ _BATCH = 2000
 _ONLINE_ROUNDS = 5  # catch-up rounds before the lock, at most
 _FEW_STREAMS = 20  # few enough streams left to catch up under the lock
 
-# What the fold reads of every event of a range of streams (bounds may be
-# NULL: open), ordered by stream and version.
-EVENTS_OF_STREAMS = """
-SELECT stream_id, version, type, schema_version, data, occurred_at
-  FROM events
- WHERE ($1::text IS NULL OR stream_id >= $1) AND ($2::text IS NULL OR stream_id < $2)
- ORDER BY stream_id, version
-"""
-# Every stream and its length (version), in the order of the ranges above.
-_STREAMS = "SELECT stream_id, version FROM streams ORDER BY stream_id"
 # A process folding a range needs at least this many events to pay its start-up.
 _EVENTS_PER_JOB = 200_000
 
@@ -110,13 +99,6 @@ SELECT format('ALTER TABLE %s RESET (fillfactor)', t.oid::regclass),
  WHERE t.relnamespace = $1::regnamespace AND t.relkind = 'r' AND o.option LIKE 'fillfactor=%'
 """
 
-_UNSEEN_STREAMS = """
-SELECT DISTINCT stream_id FROM events
- WHERE transaction_id >= pg_snapshot_xmin($1::text::pg_snapshot)
-   AND NOT pg_visible_in_snapshot(transaction_id, $1::text::pg_snapshot)
-"""
-
-
 @dataclass
 class RebuildReport:
     """What a rebuild did."""
@@ -145,9 +127,14 @@ class VerificationError(RuntimeError):
         self.report = report
 
 
+# In projections/schema.sql, the inline read models come before this line.
+_ASYNC_MARKER = "-- @async-projections"
+
+
 def declared_schema() -> str:
-    """The DDL of every read model, with unqualified names."""
-    return (resources.files("projections") / "sql" / "read_models.sql").read_text("utf-8")
+    """The DDL of every inline read model (TABLES), with unqualified names."""
+    text = (resources.files("projections") / "schema.sql").read_text("utf-8")
+    return text.split(_ASYNC_MARKER, 1)[0]
 
 
 @dataclass
@@ -206,7 +193,7 @@ async def _chunks(
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
     """Every event row of a range of streams, ordered by stream and version, in
     chunks; the next chunk is fetched while the caller folds the current one."""
-    cursor = await reader.cursor(EVENTS_OF_STREAMS, *streams)
+    cursor = await reads.events_of_streams(reader, *streams)
     ahead = asyncio.ensure_future(cursor.fetch(_BATCH))
     try:
         while rows := await ahead:
@@ -222,8 +209,8 @@ async def _chunks(
 async def _streams(
     chunks: AsyncIterator[list[asyncpg.Record]],
 ) -> AsyncIterator[list[Step]]:
-    """Group ordered event rows (`EVENTS_OF_STREAMS`) into one list of decoded steps per
-    stream."""
+    """Group ordered event rows (`events.reads.EVENTS_OF_STREAMS`) into one list of decoded
+    steps per stream."""
     current: list[Step] = []
     stream = None
     decode = codec.decode
@@ -355,7 +342,7 @@ async def _build(
     """
     async with reader.transaction(isolation="repeatable_read", readonly=True):
         snapshot: str = await reader.fetchval("SELECT pg_current_snapshot()::text")
-        streams = await reader.fetch(_STREAMS)
+        streams = await reads.stream_lengths(reader)
         total = sum(row["version"] for row in streams)
         if on_total is not None:
             on_total(total)
@@ -497,8 +484,8 @@ async def _swap(
         # takes (shared) before touching any table; then the streams, for
         # appends made outside the commands; then the queue, so that no claim
         # changes a lease while it is carried over.
-        await writer.execute("SELECT pg_advisory_xact_lock($1)", WRITERS_LOCK)
-        await writer.execute(f"LOCK TABLE {live}.streams IN SHARE ROW EXCLUSIVE MODE")
+        await writer.execute("SELECT pg_advisory_xact_lock($1)", locks.WRITERS)
+        await reads.lock_streams_against_appends(writer, live)
         await writer.execute(f"LOCK TABLE {live}.test_queue IN EXCLUSIVE MODE")
         report.caught_up_streams = await _catch_up(writer, side, snapshot)
         await writer.execute(_CARRY_LEASES.format(live=live, side=side))
@@ -528,7 +515,7 @@ async def _copy(conn: asyncpg.Connection, schema: str, batch: list[StreamRows]) 
 
 async def _catch_up(conn: asyncpg.Connection, schema: str, snapshot: str) -> int:
     """Re-fold, into the side tables, every stream written after the snapshot."""
-    streams = [row["stream_id"] for row in await conn.fetch(_UNSEEN_STREAMS, snapshot)]
+    streams = await reads.streams_unseen_by(conn, snapshot)
     for stream_id in streams:
         events = await fetch_stream(conn, stream_id)
         rows = rows_of_stream((e.version, e.event, e.occurred_at) for e in events)

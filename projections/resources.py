@@ -3,7 +3,8 @@
 These are the API's WorkflowTestRun and WorkflowTestResult shapes. The fold
 builds them, the read-model rows store them, the handlers serve them. Where the
 reference pages and the schema disagree both forms are emitted (`workflow` and
-`workflow_id`; nested and flat `counts`).
+`workflow_id`; nested and flat `counts`), and so are the names of both SDK
+releases (`test_id` and `eval_id`, `total_tests` and `total_evals`, ...).
 """
 
 from __future__ import annotations
@@ -159,8 +160,11 @@ class WorkflowTestRun(msgspec.Struct, frozen=True, kw_only=True):
     lifecycle: Lifecycle
     timing: Timing
     test_id: str | None = None
+    # SDK 0.0.160's names of `test_id` and `total_tests`: always equal to them.
+    eval_id: str | None = None
     target: BlockTarget | None = None
     total_tests: int
+    total_evals: int
     counts: Counts
     freshness: Freshness | None = None
 
@@ -181,6 +185,9 @@ class WorkflowTestResult(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     workflow_test_run_id: str
     test_id: str
+    # SDK 0.0.160's names of `workflow_test_run_id` and `test_id`: always equal to them.
+    workflow_eval_run_id: str
+    eval_id: str
     workflow_id: str
     block_id: str
     block_type: str
@@ -194,5 +201,10 @@ class WorkflowTestResult(msgspec.Struct, frozen=True, kw_only=True):
     verdict_summary: VerdictSummary | None = None
     handle_inputs_fingerprint: str
     block_config_fingerprint: str
+    # SDK 0.0.160's name of `block_config_fingerprint`.
+    block_execution_fingerprint: str
     workflow_draft_fingerprint: str
     execution_fingerprint: str
+    # Declared by the SDK; this service keeps no step artifacts and routes nothing.
+    artifact: None = None
+    routing_decisions: None = None

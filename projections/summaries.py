@@ -34,6 +34,8 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: int | None
     workflow_draft_fingerprint: str
     block_config_fingerprint: str
+    # SDK 0.0.160's name of `block_config_fingerprint`.
+    block_execution_fingerprint: str
     validity_fingerprint: str
     handle_inputs_fingerprint: str
     assertions_passed: int = 0
@@ -91,6 +93,7 @@ def summarise(result: WorkflowTestResult, validity_fingerprint: str) -> RunSumma
         duration_ms=result.timing.duration_ms,
         workflow_draft_fingerprint=result.workflow_draft_fingerprint,
         block_config_fingerprint=result.block_config_fingerprint,
+        block_execution_fingerprint=result.block_config_fingerprint,
         validity_fingerprint=validity_fingerprint,
         handle_inputs_fingerprint=result.handle_inputs_fingerprint,
         assertions_passed=summary.assertions_passed if summary else 0,

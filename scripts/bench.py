@@ -98,13 +98,14 @@ def _peak_rss_mb(pid: int) -> float:
 
 async def _seed_tests(dsn: str, count: int) -> str:
     """A workflow with a no-op function block and `count` saved tests; returns the workflow id."""
-    from service import keys, registry  # noqa: PLC0415
     from service.db import create_pool  # noqa: PLC0415
     from service.models import (  # noqa: PLC0415
         CreateBlockRequest,
         CreateTestRequest,
         CreateWorkflowRequest,
     )
+    from service.ops import keys  # noqa: PLC0415
+    from service.registry import store as registry  # noqa: PLC0415
 
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
@@ -480,7 +481,7 @@ class Histories:
         """
         tests = long_run_tests if long_run_tests is not None else long_run(events)
         if (events, tests) not in self.built:
-            from events.store import init_connection  # noqa: PLC0415
+            from events.connection import init_connection  # noqa: PLC0415
 
             database = await Database(self.admin).__aenter__()
             started = time.perf_counter()
@@ -657,8 +658,8 @@ async def rebuild_floor(dsn: str, data_directory: str, events: int) -> dict[str,
     read models, then builds their keys and indexes. PostgreSQL's CPU and this
     process's, per event of the history: no rebuild of these rows can use less.
     """
-    from events import codec  # noqa: PLC0415
-    from events.store import init_connection  # noqa: PLC0415
+    from events import codec, reads  # noqa: PLC0415
+    from events.connection import init_connection  # noqa: PLC0415
     from projections import rebuild  # noqa: PLC0415
     from projections.resources import WorkflowTestResult, WorkflowTestRun  # noqa: PLC0415
 
@@ -681,7 +682,7 @@ async def rebuild_floor(dsn: str, data_directory: str, events: int) -> dict[str,
         await init_connection(conn)
         with counted():
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                cursor = await conn.cursor(rebuild.EVENTS_OF_STREAMS, None, None)
+                cursor = await reads.events_of_streams(conn, None, None)
                 while page := await cursor.fetch(2000):
                     for _, _, event_type, schema_version, data, _ in page:
                         codec.decode(event_type, schema_version, data)

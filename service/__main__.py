@@ -20,12 +20,13 @@ from aiohttp import web
 
 from projections.asynchronous import follow
 from projections.rebuild import ASYNC_PROJECTIONS
-from service import db, keys
+from service import db
 from service import logging as service_logging
-from service.app import create_app
 from service.config import Config
-from service.metrics import METRICS
-from service.runner import Runner
+from service.execution.runner import Runner
+from service.http.app import create_app
+from service.http.measure import METRICS
+from service.ops import keys
 
 log = structlog.get_logger("service")
 
@@ -128,8 +129,7 @@ def _settle_garbage_collector() -> None:
     long as the process: `gc.freeze` takes them out of every collection. The
     young generation is collected every 50,000 allocations instead of 700, so a
     runner recording thousands of outcomes a second no longer triggers frequent
-    passes. Measured with scripts/load (64 clients, 60 s): GET p99 40-51 ms
-    before, 22 ms after; the loop's own delay (/healthz p99) 28-39 ms -> 6 ms.
+    passes (the tail latency this saved is in BENCHMARKS.md).
     """
     gc.collect()
     gc.freeze()
@@ -243,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys_parser.add_argument("--name", default="", help="create: a name to recognise the key by")
     follow_status = commands.add_parser("projections", help="the async projections")
     follow_status.add_argument("action", choices=["status"])
+    demo = commands.add_parser(
+        "demo", help="on a running server: a demo workflow, its saved tests, a run"
+    )
+    demo.add_argument("--url", help="the server (default: TESTRUN_URL, else HOST and PORT)")
+    demo.add_argument("--api-key", help="default: TESTRUN_API_KEY, else DATA_DIR/api-key")
     rebuild = commands.add_parser("rebuild-projections", help="rebuild every read model")
     rebuild.add_argument(
         "--verify", action="store_true", help="prove the rebuilt rows equal the current ones"
@@ -286,9 +291,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         _run(db.migrate(resolve_dsn(config)))
         return 0
-    from service import cli  # noqa: PLC0415  (the audit commands load only when used)
+    if args.command == "demo":
+        from service.ops import demo as demo_command  # noqa: PLC0415  (an HTTP client only)
 
-    _settle_garbage_collector()  # a rebuild decodes millions of objects: about 8% faster
+        return demo_command.main(
+            url=args.url,
+            api_key=args.api_key,
+            host=config.host,
+            port=config.port,
+            data_dir=config.data_dir,
+        )
+    from service.ops import replay as cli  # noqa: PLC0415  (the audit commands load only when used)
+
+    _settle_garbage_collector()  # a rebuild decodes millions of objects
 
     if args.command == "keys":
         if args.action == "create" and not (args.organisation or args.new_organisation):
@@ -309,18 +324,20 @@ def main(argv: list[str] | None = None) -> int:
         return _run(
             cli.replay_run(resolve_dsn(config), args.run_id, as_json=args.json, verify=args.verify)
         )
-    if args.command in ("repair-after-restore", "export-events"):
-        from service import audit  # noqa: PLC0415  (loads only when used)
+    if args.command == "repair-after-restore":
+        from service.ops import repair  # noqa: PLC0415  (loads only when used)
 
-        if args.command == "repair-after-restore":
-            return _run(audit.repair_after_restore(resolve_dsn(config), burn=not args.no_burn))
+        return _run(repair.repair_after_restore(resolve_dsn(config), burn=not args.no_burn))
+    if args.command == "export-events":
+        from service.ops import export  # noqa: PLC0415  (loads only when used)
+
         try:
-            since = audit.parse_time(args.since) if args.since else None
-            until = audit.parse_time(args.until) if args.until else None
+            since = export.parse_time(args.since) if args.since else None
+            until = export.parse_time(args.until) if args.until else None
         except ValueError as error:
             parser.error(str(error))
         return _run(
-            audit.export_events(
+            export.export_events(
                 resolve_dsn(config),
                 run_id=args.run_id,
                 organisation_id=args.organisation_id,

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import msgspec
 
-from service.outbound import parse_allowed
+from service.execution.outbound import parse_allowed
 
 T = TypeVar("T")
 
@@ -27,6 +27,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_min: int = 2
     db_pool_max: int = 10
     max_body_bytes: int = 1024 * 1024
+    http_headers_timeout_s: float = 15.0
+    http_body_timeout_s: float = 30.0
     runner_enabled: bool = True
     runner_concurrency: int = 512
     runner_batch: int = 128
@@ -68,6 +70,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         def number(name: str, default: float) -> float:
             return parsed(name, default, float, "a number")
 
+        def positive(name: str, default: float) -> float:
+            # Zero would mean "no bound" to aiohttp's keep-alive timer: refused.
+            value = number(name, default)
+            if value <= 0:
+                msg = f"{name} must be a positive number of seconds, got {value!r}"
+                raise SystemExit(msg)
+            return value
+
         def flag(name: str, default: bool) -> bool:
             raw = env.get(name, "").strip().lower()
             if raw == "":
@@ -94,6 +104,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             db_pool_min=integer("DB_POOL_MIN", 2),
             db_pool_max=integer("DB_POOL_MAX", 10),
             max_body_bytes=integer("MAX_BODY_BYTES", 1024 * 1024),
+            http_headers_timeout_s=positive("HTTP_HEADERS_TIMEOUT_S", 15.0),
+            http_body_timeout_s=positive("HTTP_BODY_TIMEOUT_S", 30.0),
             runner_enabled=flag("RUNNER_ENABLED", default=True),
             runner_concurrency=max(1, integer("RUNNER_CONCURRENCY", 512)),
             runner_batch=max(1, integer("RUNNER_BATCH", 128)),

@@ -10,7 +10,7 @@ import asyncpg
 import structlog
 
 from events import migrations
-from events.store import init_connection
+from events.connection import init_connection
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +54,15 @@ class ServiceConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
+class DatabaseUnreachableError(ConnectionError):
+    """The pool could not open a connection to PostgreSQL (refused, reset, unresolvable).
+
+    A distinct type, so that the edge tells the database's network failures
+    from the client's own (a client that leaves mid-request raises
+    `ConnectionResetError` too).
+    """
+
+
 class ServicePool(asyncpg.Pool):  # type: ignore[misc]
     """A pool that serves waiting callers in order, each within a default timeout.
 
@@ -86,6 +95,9 @@ class ServicePool(asyncpg.Pool):  # type: ignore[misc]
             await self._turns.acquire()
             try:
                 connection = await super()._acquire(None)
+            except OSError as error:
+                self._turns.release()
+                raise DatabaseUnreachableError(f"{type(error).__name__}: {error}") from error
             except BaseException:
                 self._turns.release()
                 raise

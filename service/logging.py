@@ -47,7 +47,7 @@ _SECRET_TEXT = (
 
 # Every pattern above needs one of these words (in some case): ASCII text without
 # any has nothing to mask (most values: ids, routes, statuses), and one search of
-# its lower case tells (a case-insensitive search costs five times as much). Other
+# its lower case tells (a case-insensitive search costs several times as much). Other
 # text takes every pattern: Unicode case folding matches a long s (U+017F) to an s.
 _MAYBE_SECRET_TEXT = re.compile(
     r"bearer|basic|authorization|key|passw|secret|token|cookie|rtk_|://"

@@ -9,13 +9,10 @@ the database (runs by status, queue depth) are read when `/metrics` is scraped.
 from __future__ import annotations
 
 import asyncio
-import time
 import typing
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
@@ -27,11 +24,9 @@ from projections.resources import Lifecycle
 
 log = structlog.get_logger("service.metrics")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # A method label outside this set would let any client mint new time series.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_UNMATCHED = "unmatched"
 _RUN_STATUSES = tuple(str(t.__struct_config__.tag) for t in typing.get_args(Lifecycle))
 _OUTCOMES: dict[type, str] = {
     TestPassed: "passed",
@@ -129,11 +124,9 @@ class Metrics:
         for outcome in _OUTCOMES.values():
             self.outcomes_recorded.labels(outcome)
 
-    def observe_request(self, request: web.Request, status: int, seconds: float) -> None:
-        """Count one answered request under its route template, never its raw path."""
-        method = request.method if request.method in _METHODS else "other"
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else _UNMATCHED
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request under its route template (never its raw path)."""
+        method = method if method in _METHODS else "other"
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_request_duration.labels(method, route).observe(seconds)
 
@@ -183,20 +176,3 @@ class Metrics:
         """The registry in the format the scraper asked for, and its content type."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
-
-
-METRICS = web.AppKey("metrics", Metrics)
-
-
-@web.middleware
-async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count and time every request with the status the client receives.
-
-    It wraps `edge` (aiohttp makes the first middleware of the list the
-    outermost): edge turns every error into its JSON response, so what this
-    sees is always the final response, 401s of the auth check included.
-    """
-    started = time.perf_counter()
-    response = await handler(request)
-    request.app[METRICS].observe_request(request, response.status, time.perf_counter() - started)
-    return response

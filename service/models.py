@@ -59,6 +59,9 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     project_id: str | None
     draft_version_id: str
     published: None = None
+    # Declared by SDK 0.0.155 (access control of the hosted service): the documented default.
+    capabilities: None = None
+    authz_status: None = None
     created_at: datetime
     updated_at: datetime
 
@@ -73,6 +76,8 @@ class CreateBlockRequest(_Body, frozen=True, kw_only=True):
     type: BlockType
     id: Id | None = None
     label: Name = ""
+    # The block that contains this one (a group or loop); kept as given.
+    parent_id: Id | None = None
     position_x: float = 0
     position_y: float = 0
     width: float | None = None
@@ -103,11 +108,17 @@ class Block(msgspec.Struct, frozen=True, kw_only=True):
     workflow_id: str
     type: str
     label: str
+    parent_id: str | None = None
     position_x: float
     position_y: float
     width: float | None
     height: float | None
     config: dict[str, Any]
+    # Declared by the SDK; this service has no declarative workflow files and does
+    # not resolve schemas, so they keep the SDK's documented default.
+    declarative_path: None = None
+    declarative_source_block_id: None = None
+    resolved_schemas: None = None
     created_at: datetime
     updated_at: datetime
 
@@ -365,8 +376,21 @@ class UpdateTestRequest(_Body, frozen=True, kw_only=True):
     ] = msgspec.UNSET
 
 
+class ValidationIssue(msgspec.Struct, frozen=True, kw_only=True):
+    """One problem of a saved test, found when it is read against its block as it is now."""
+
+    path: str
+    code: str
+    message: str
+
+
 class WorkflowTest(msgspec.Struct, frozen=True, kw_only=True):
-    """A saved test of one block."""
+    """A saved test of one block.
+
+    `validation_status` is `valid` or `invalid` (see service/registry/validation.py);
+    the drift fields are sent with the SDK's documented defaults: this service
+    does not track output schemas, so their drift is never known.
+    """
 
     id: str
     workflow_id: str
@@ -374,6 +398,13 @@ class WorkflowTest(msgspec.Struct, frozen=True, kw_only=True):
     source: Source
     name: str | None
     assertion: AssertionSpec
+    assertion_schema_dep: None = None
+    assertion_drift_status: None = None
+    schema_drift: Literal["unknown"] = "unknown"
+    schema_drift_detail: None = None
+    drift: None = None
+    validation_status: Literal["valid", "invalid"] = "valid"
+    validation_issues: list[ValidationIssue] = msgspec.field(default_factory=list)
     freshness: Freshness | None = None
     latest_run_summary: RunSummary | None = None
     latest_passing_run_summary: RunSummary | None = None
@@ -390,9 +421,25 @@ class WorkflowScope(msgspec.Struct, frozen=True, kw_only=True, tag_field="type",
 
 
 class SingleScope(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="single"):
-    """One saved test."""
+    """One saved test, named `test_id` (SDK 0.0.155) or `eval_id` (0.0.160): one is required,
+    both must agree."""
 
-    test_id: Id
+    test_id: Id | None = None
+    eval_id: Id | None = None
+
+    def __post_init__(self) -> None:
+        # Raised while decoding, msgspec turns this into a 422 at `$.scope`.
+        if self.test_id is None and self.eval_id is None:
+            raise ValueError("scope `single` needs `test_id` (or `eval_id`)")
+        if None not in (self.test_id, self.eval_id) and self.test_id != self.eval_id:
+            raise ValueError("`test_id` and `eval_id` name different tests")
+
+    @property
+    def selected(self) -> str:
+        """The saved test's id, whichever name carried it."""
+        chosen = self.test_id or self.eval_id
+        assert chosen is not None  # noqa: S101  (checked by __post_init__)
+        return chosen
 
 
 class BlockScope(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="block"):

@@ -116,9 +116,9 @@ async def client(pool: asyncpg.Pool) -> AsyncIterator[ApiClient]:
     """A client of a live app, as organisation A (OTHER_API_KEY is organisation B)."""
     from aiohttp.test_utils import TestClient, TestServer
 
-    from service import keys
-    from service.app import create_app
     from service.config import Config
+    from service.http.app import create_app
+    from service.ops import keys
 
     await keys.bootstrap(pool, API_KEY)
     async with pool.acquire() as conn:

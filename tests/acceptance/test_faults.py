@@ -27,11 +27,13 @@ from structlog.testing import capture_logs
 
 from projections.asynchronous import follow
 from projections.rebuild import ASYNC_PROJECTIONS
-from service import availability, db, keys
-from service.app import create_app
+from service import db
 from service.config import Config
-from service.feed import FeedHub
-from service.runner import Runner
+from service.execution.runner import Runner
+from service.http import availability
+from service.http.app import create_app
+from service.http.feed import FeedHub
+from service.ops import keys
 from tests.acceptance import pg
 from tests.acceptance.conftest import free_port
 from tests.helpers import API_KEY, run_script

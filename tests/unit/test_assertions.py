@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from events.types import AssertionResult
-from service import assertions
-from service.assertions import AssertionServices, evaluate
+from service.execution import assertions
+from service.execution.assertions import AssertionServices, evaluate
 
 NO_SERVICES = AssertionServices(judge_url=None, embeddings_url=None, session=None)
 HANDLE = "out"

@@ -6,7 +6,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from events.errors import ConcurrencyError
-from service.middleware import edge
+from service.http.middleware import edge
 
 
 async def _lost_race(request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from service.config import Config
-from service.outbound import (
+from service.execution.outbound import (
     Policy,
     Refused,
     check_literal,

@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from events.errors import EventStoreError, IdempotencyConflictError, StaleTransactionError
-from service.middleware import edge
+from service.http.middleware import edge
 
 REFUSALS: dict[str, EventStoreError] = {
     "stale": StaleTransactionError(

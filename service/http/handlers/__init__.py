@@ -1,0 +1,1 @@
+"""HTTP handlers, one module per resource. The route table is service/http/routes.py."""
