@@ -70,9 +70,10 @@ class _Timestamps(dict[tuple[int], datetime]):
 
     asyncpg builds a new datetime for every timestamp of every row, and that is
     the dearest part of decoding an event (two per event). Timestamps repeat:
-    the events of one append share `recorded_at`, and a stream read again (by
-    the read model, the audit, a follower) has the same ones. The hit path is
-    the dict's own C lookup; at most 4,096 entries are kept.
+    the events of one append share `recorded_at` (its default is
+    `statement_timestamp()`, and an append is one statement), and a stream
+    read again (by the read model, the audit, a follower) has the same ones.
+    The hit path is the dict's own C lookup; at most 4,096 entries are kept.
     """
 
     def __missing__(self, key: tuple[int]) -> datetime:

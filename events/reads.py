@@ -1,10 +1,10 @@
 """Every read of `events` and `streams` that is not the store's own API.
 
-`EventStore` appends and reads streams and the commit-order feed. The readers
+`EventStore` appends and reads streams and the feed (see `read_all`). The readers
 above it need a few more shapes, and they ask for them here, by name, instead
 of holding SQL on the store's tables: a page of a stream for the run feed, a
-terminal event seen, the rebuild's bulk reads, the last position final in
-commit order, the checkpoint lag, the streams written after a snapshot.
+terminal event seen, the rebuild's bulk reads, the last position final in the
+feed's order, the checkpoint lag, the streams written after a snapshot.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ SELECT EXISTS (
 )
 """
 
-# The last event in commit order that can never be preceded by another (see
+# The last event in the feed's order that can never be preceded by another (see
 # EventStore.read_all): written by a transaction older than every open one.
 _LAST_FINAL = """
 SELECT transaction_id, global_position FROM events

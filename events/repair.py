@@ -6,8 +6,9 @@ restore into *another* cluster they come from the old cluster's xid counter: if
 they are above the new cluster's counter, `read_all` never returns them (they
 look like transactions still to come) and new events sort *before* them.
 `renumber` rewrites them, keeping their order, to just below its own
-transaction id; it is the one statement that updates `events`, with the
-append-only trigger off for that statement only.
+transaction id (and each stream's `last_transaction_id` to the highest of
+them); it is the one statement that updates `events`, with the append-only
+trigger off for that statement only.
 """
 
 from __future__ import annotations
@@ -168,4 +169,11 @@ async def renumber(
                 " FROM repair_xid_map m WHERE e.transaction_id = m.old_tx"
             )
             await conn.execute("ALTER TABLE events ENABLE TRIGGER events_append_only")
+            # Each stream's last appending transaction (events/sql/0005) came from
+            # the old counter too: every event is now at or below `horizon - 1`,
+            # and every later transaction above it.
+            await conn.execute(
+                "UPDATE streams SET last_transaction_id = (($1::bigint - 1)::text)::xid8",
+                horizon,
+            )
         return report

@@ -5,54 +5,154 @@
 -- and trigger. A new migration changes this file too.
 --
 -- streams: one row per stream, its version (the optimistic-concurrency check
--- is the conditional update of this row). events: append-only (the triggers
--- refuse UPDATE, DELETE and TRUNCATE); `transaction_id` orders the commit-order
--- feed (see events/store.py, read_all). append_events(): the general append
--- (idempotent retries, EV001 wrong expected version, EV002 idempotency
--- conflict); events/store.py takes a single-statement fast path first.
+-- is the conditional update of this row) and the id of the transaction that
+-- appended to it last (an older one may not append: EV004, see sql/0005).
+-- events: append-only (the triggers refuse UPDATE, DELETE and TRUNCATE);
+-- `transaction_id` orders the feed (see events/store.py, read_all); the events
+-- of one append share `recorded_at`. append_events(): the general append
+-- (idempotent retries of the same append, EV001 wrong expected version, EV002
+-- idempotency conflict, EV004 stale transaction, EV005 one id twice);
+-- events/store.py takes a single-statement fast path first.
 
-CREATE FUNCTION append_events(p_stream_id text, p_expected_version bigint, p_event_ids uuid[], p_types text[], p_schema_versions integer[], p_data json[], p_metadata json[], p_occurred_at timestamp with time zone[]) RETURNS TABLE(global_position bigint, version bigint)
-    LANGUAGE plpgsql
-    AS $$
+CREATE FUNCTION append_events(
+    p_stream_id        text,
+    p_expected_version bigint,
+    p_event_ids        uuid[],
+    p_types            text[],
+    p_schema_versions  integer[],
+    p_data             json[],
+    p_metadata         json[],
+    p_occurred_at      timestamptz[]
+) RETURNS TABLE (global_position bigint, version bigint)
+LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     n             integer := cardinality(p_event_ids);
+    me            xid8;
+    moved         boolean := false;
     base_version  bigint;
-    stored        integer;
-    same_stream   boolean;
+    current       bigint;
+    last_xid      xid8;
+    problem       record;
 BEGIN
-    IF EXISTS (SELECT 1 FROM events e WHERE e.event_id = ANY (p_event_ids)) THEN
-        SELECT count(*), bool_and(e.stream_id = p_stream_id)
-          INTO stored, same_stream
-          FROM events e WHERE e.event_id = ANY (p_event_ids);
-        IF stored <> n OR NOT same_stream THEN
-            RAISE EXCEPTION 'Idempotency conflict: % of % events already stored (Stream: %)',
-                stored, n, p_stream_id USING ERRCODE = 'EV002';
+    -- The transaction id is read in each statement, not here: a transaction
+    -- that has none yet draws it as late as possible, once it holds the lock.
+    IF n <> (SELECT count(DISTINCT id) FROM unnest(p_event_ids) AS id) THEN
+        SELECT id INTO problem FROM unnest(p_event_ids) AS id GROUP BY id HAVING count(*) > 1
+         LIMIT 1;
+        RAISE EXCEPTION 'Duplicate event id in one append: % (Stream: %)', problem.id,
+            p_stream_id USING ERRCODE = 'EV005';
+    END IF;
+
+    -- Every look-up of an id is an index probe (LATERAL ... LIMIT 1), whatever
+    -- plan PL/pgSQL caches: `= ANY` and joins planned on a small table scanned
+    -- every event.
+    IF EXISTS (SELECT FROM unnest(p_event_ids) AS x(id)
+                CROSS JOIN LATERAL (SELECT FROM events e WHERE e.event_id = x.id LIMIT 1) AS hit)
+    THEN
+        -- The first event (in the order given) that is not what this append
+        -- would have stored: missing, in another stream, out of order, different.
+        SELECT i.ord, i.event_id, e.stream_id, e.version,
+               CASE
+                   WHEN e.event_id IS NULL THEN 'is not stored, but others of this append are'
+                   WHEN e.stream_id <> p_stream_id THEN 'is stored in another stream'
+                   WHEN e.version - i.ord <> first_stored.base
+                       THEN 'is stored at another place in the stream'
+                   WHEN e.type <> i.type OR e.schema_version <> i.schema_version
+                       THEN 'is stored with another type'
+                   WHEN e.data::text <> i.data::text THEN 'is stored with another payload'
+                   WHEN e.metadata::text <> i.metadata::text THEN 'is stored with other metadata'
+               END AS reason
+          INTO problem
+          FROM unnest(p_event_ids, p_types, p_schema_versions, p_data, p_metadata)
+               WITH ORDINALITY AS i(event_id, type, schema_version, data, metadata, ord)
+          LEFT JOIN LATERAL (SELECT * FROM events s WHERE s.event_id = i.event_id LIMIT 1) AS e
+                 ON true
+         CROSS JOIN LATERAL (
+               SELECT f.version - j.ord AS base
+                 FROM unnest(p_event_ids) WITH ORDINALITY AS j(event_id, ord)
+                 CROSS JOIN LATERAL (SELECT s.version FROM events s
+                                      WHERE s.event_id = j.event_id LIMIT 1) AS f
+                ORDER BY j.ord LIMIT 1) AS first_stored
+         WHERE e.event_id IS NULL
+            OR e.stream_id <> p_stream_id
+            OR e.version - i.ord <> first_stored.base
+            OR e.type <> i.type OR e.schema_version <> i.schema_version
+            OR e.data::text <> i.data::text
+            OR e.metadata::text <> i.metadata::text
+         ORDER BY i.ord
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'Idempotency conflict: event % (number % of the append) % '
+                '(Stream: %, Stored in: %, Version: %)',
+                problem.event_id, problem.ord, problem.reason, p_stream_id,
+                coalesce(problem.stream_id, '-'), coalesce(problem.version::text, '-')
+                USING ERRCODE = 'EV002',
+                      HINT = 'a retry must repeat the same events; new events need new ids';
         END IF;
         RETURN QUERY
-            SELECT e.global_position, e.version FROM events e
-             WHERE e.event_id = ANY (p_event_ids) ORDER BY e.version;
+            SELECT e.global_position, e.version
+              FROM unnest(p_event_ids) WITH ORDINALITY AS i(event_id, ord)
+             CROSS JOIN LATERAL (SELECT s.global_position, s.version FROM events s
+                                  WHERE s.event_id = i.event_id LIMIT 1) AS e
+             ORDER BY i.ord;
         RETURN;
     END IF;
 
     IF p_expected_version IS NULL THEN
-        INSERT INTO streams AS s (stream_id, version) VALUES (p_stream_id, n)
-            ON CONFLICT (stream_id) DO UPDATE SET version = s.version + n
-            RETURNING s.version - n INTO base_version;
+        -- Appenders at the end queue on an advisory lock of the stream first:
+        -- it needs no transaction id, so a transaction without one draws it
+        -- once it is first in line. Queued on the row lock alone they would draw
+        -- their ids when the holder before them commits, all at once, in any
+        -- order, and all but the luckiest be refused as stale.
+        PERFORM pg_advisory_xact_lock(hashtextextended(p_stream_id, 0));
+        FOR attempt IN 1..2 LOOP
+            SELECT s.version INTO base_version FROM streams s
+             WHERE s.stream_id = p_stream_id FOR UPDATE;
+            IF FOUND THEN
+                UPDATE streams s
+                   SET version = s.version + n, last_transaction_id = pg_current_xact_id()
+                 WHERE s.stream_id = p_stream_id
+                   AND s.last_transaction_id <= pg_current_xact_id();
+                moved := FOUND;
+                EXIT;
+            END IF;
+            INSERT INTO streams (stream_id, version, last_transaction_id)
+                VALUES (p_stream_id, n, pg_current_xact_id())
+                ON CONFLICT (stream_id) DO NOTHING;
+            base_version := 0;
+            moved := FOUND;
+            -- Not moved: a concurrent append created the stream; lock it and go on.
+            EXIT WHEN moved;
+        END LOOP;
     ELSIF p_expected_version = 0 THEN
-        INSERT INTO streams (stream_id, version) VALUES (p_stream_id, n)
+        INSERT INTO streams (stream_id, version, last_transaction_id)
+            VALUES (p_stream_id, n, pg_current_xact_id())
             ON CONFLICT (stream_id) DO NOTHING;
         base_version := 0;
+        moved := FOUND;
     ELSE
-        UPDATE streams s SET version = s.version + n
-         WHERE s.stream_id = p_stream_id AND s.version = p_expected_version;
+        UPDATE streams s SET version = s.version + n, last_transaction_id = pg_current_xact_id()
+         WHERE s.stream_id = p_stream_id AND s.version = p_expected_version
+           AND s.last_transaction_id <= pg_current_xact_id();
         base_version := p_expected_version;
+        moved := FOUND;
     END IF;
 
-    IF NOT FOUND THEN
+    IF NOT moved THEN
+        me := pg_current_xact_id();
+        SELECT s.version, s.last_transaction_id INTO current, last_xid
+          FROM streams s WHERE s.stream_id = p_stream_id;
+        IF last_xid > me AND (p_expected_version IS NULL OR p_expected_version = current) THEN
+            RAISE EXCEPTION 'Stale transaction: stream % was last appended by transaction %, '
+                'which began after this one (%) (Stream: %, Stream Version: %)',
+                p_stream_id, last_xid, me, p_stream_id, current
+                USING ERRCODE = 'EV004',
+                      HINT = 'retry in a new transaction: a stream''s versions must rise with '
+                             'transaction ids for every reader of the feed to see them in order';
+        END IF;
         RAISE EXCEPTION 'Wrong expected version: % (Stream: %, Stream Version: %)',
-            p_expected_version, p_stream_id,
-            coalesce((SELECT s.version FROM streams s WHERE s.stream_id = p_stream_id), 0)
+            p_expected_version, p_stream_id, coalesce(current, 0)
             USING ERRCODE = 'EV001';
     END IF;
 
@@ -82,6 +182,7 @@ CREATE TABLE streams (
     stream_id text NOT NULL,
     version bigint NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_transaction_id xid8 DEFAULT pg_current_xact_id() NOT NULL,
     CONSTRAINT streams_version_check CHECK ((version >= 1))
 );
 
@@ -98,7 +199,7 @@ CREATE TABLE events (
     metadata json DEFAULT '{}'::json NOT NULL,
     event_id uuid NOT NULL,
     occurred_at timestamp with time zone NOT NULL,
-    recorded_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    recorded_at timestamp with time zone DEFAULT statement_timestamp() NOT NULL,
     transaction_id xid8 DEFAULT pg_current_xact_id() NOT NULL,
     CONSTRAINT events_version_check CHECK ((version >= 1))
 );

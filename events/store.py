@@ -1,8 +1,9 @@
 """The event store: append with an expected version, read a stream, read everything.
 
 Every stream is `category-id` (a run's is `run-<run_id>`). Versions start at 1
-and have no gaps. `global_position` is unique but is *not* commit order; see
-`read_all` for how everything is read in commit order without losing events.
+and have no gaps. `global_position` is unique but is *not* the feed's order; see
+`read_all` for the one order in which every reader reads everything, without
+losing or repeating an event, each stream's versions ascending.
 """
 
 from __future__ import annotations
@@ -20,12 +21,24 @@ import msgspec
 import structlog
 
 from events import codec
-from events.errors import AppendOnlyError, ConcurrencyError, IdempotencyConflictError
+from events.errors import (
+    AppendOnlyError,
+    ConcurrencyError,
+    DuplicateEventIdError,
+    IdempotencyConflictError,
+    StaleTransactionError,
+)
 from events.types import EVENT_TYPES, Metadata, NewEvent, RecordedEvent
 
 WRONG_EXPECTED_VERSION = "EV001"
 IDEMPOTENCY_CONFLICT = "EV002"
 APPEND_ONLY = "EV003"
+STALE_TRANSACTION = "EV004"
+DUPLICATE_EVENT_ID = "EV005"
+
+# How many times an append on the store's own connection is tried when a newer
+# transaction appended to the stream first (each try is a new transaction).
+_STALE_TRIES = 3
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +52,7 @@ _CURRENT_VERSIONS = {event_type: cls.schema_version for event_type, cls in EVENT
 
 
 class Checkpoint(NamedTuple):
-    """A place in the commit-order feed: the last `(transaction_id, global_position)` read."""
+    """A place in the feed: the last `(transaction_id, global_position)` read."""
 
     transaction_id: int
     global_position: int
@@ -55,9 +68,11 @@ SELECT global_position, version
 # The fast path of an append at an expected version: one plain statement, no
 # PL/pgSQL. It moves the stream's row from the expected version (or creates it,
 # for version 0) and inserts the events after it. When the stream is not at the
-# expected version it writes nothing and returns no row; `append_events()` then
-# answers (an idempotent retry, or EV001). A concurrent appender waits for the
-# stream row's lock, then re-checks `version = $2` against the committed row.
+# expected version, when an event id is stored already, or when a newer
+# transaction appended last, it writes nothing and returns no row;
+# `append_events()` then answers (an idempotent retry, EV001, EV002 or EV004). A
+# concurrent appender waits for the stream row's lock, then re-checks its
+# conditions against the committed row.
 _EVENT_ROWS = """
 INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,
                     occurred_at)
@@ -77,17 +92,33 @@ RETURNING global_position, version
 _MOST_AS_VALUES = 16
 
 
-def _moving_the_stream(count: str) -> tuple[str, str]:
-    """The stream-row half of the fast path, `count` events on: (at version $2, new)."""
+def _moving_the_stream(count: str, event_ids: str) -> tuple[str, str]:
+    """The stream-row half of the fast path, `count` events on: (at version $2, new).
+
+    It moves the stream only when none of `event_ids` (a relation `x(id)`) is
+    stored (an idempotent retry, or a conflict, is `append_events()`'s to
+    answer: writing nothing here keeps the caller's transaction usable) and
+    when the stream's last append came from this transaction or an older one
+    (events/sql/0005).
+    """
+    # One index probe per id, as a LATERAL ... LIMIT 1: a plain `event_id =
+    # ANY(...)` got, from a new (small) table, a cached generic plan that scanned
+    # every event, and kept it as the table grew.
+    none_stored = (
+        f"NOT EXISTS (SELECT FROM {event_ids} CROSS JOIN LATERAL"
+        " (SELECT FROM events WHERE event_id = x.id LIMIT 1) AS stored)"
+    )
     at_version = f"""
 WITH s AS (
-    UPDATE streams SET version = version + {count}
+    UPDATE streams SET version = version + {count}, last_transaction_id = pg_current_xact_id()
      WHERE stream_id = $1 AND version = $2::bigint
+       AND last_transaction_id <= pg_current_xact_id() AND {none_stored}
     RETURNING $2::bigint AS base
 )"""
     new_stream = f"""
 WITH s AS (
-    INSERT INTO streams (stream_id, version) VALUES ($1, {count})
+    INSERT INTO streams (stream_id, version, last_transaction_id)
+    SELECT $1, {count}, pg_current_xact_id() WHERE {none_stored}
         ON CONFLICT (stream_id) DO NOTHING
     RETURNING $2::bigint AS base
 )"""
@@ -95,7 +126,8 @@ WITH s AS (
 
 
 _FAST_APPEND, _FAST_CREATE = (
-    head + _EVENT_ROWS for head in _moving_the_stream("cardinality($3::uuid[])")
+    head + _EVENT_ROWS
+    for head in _moving_the_stream("cardinality($3::uuid[])", "unnest($3::uuid[]) AS x(id)")
 )
 
 
@@ -108,7 +140,8 @@ def _fast_as_values(count: int, new_stream: bool) -> str:
         f" ${6 + 6 * n}::json, ${7 + 6 * n}::uuid, ${8 + 6 * n}::timestamptz)"
         for n in range(count)
     )
-    at_version, new = _moving_the_stream(str(count))
+    event_ids = "(VALUES " + ", ".join(f"(${7 + 6 * n}::uuid)" for n in range(count)) + ") AS x(id)"
+    at_version, new = _moving_the_stream(str(count), event_ids)
     return f"""{new if new_stream else at_version}
 INSERT INTO events (stream_id, version, type, schema_version, data, metadata, event_id,
                     occurred_at)
@@ -139,17 +172,20 @@ SELECT {STREAM_COLUMNS} FROM events
 
 _READ_STREAM_PAGE = _READ_STREAM + " LIMIT $3"
 
-# Commit order. An identity value is drawn when a row is inserted but becomes
-# visible when its transaction commits, so positions commit out of order: a
-# reader that only remembers "the highest position seen" skips, forever, a
-# transaction that drew a lower position and committed later. Instead, read only
-# rows written by transactions older than the oldest transaction still running
-# (`pg_snapshot_xmin` of our snapshot): every such transaction has finished, so
-# no row can ever appear below that horizon again. Ordered by (transaction_id,
-# global_position), that prefix only grows, and a checkpoint of that pair is
-# exact. Writers never wait; a reader waits at most for the oldest open
-# transaction (bounded by idle_in_transaction_session_timeout). A gap is never
-# skipped on a timer.
+# The feed's order. An identity value is drawn when a row is inserted but
+# becomes visible when its transaction commits, so positions commit out of
+# order: a reader that only remembers "the highest position seen" skips,
+# forever, a transaction that drew a lower position and committed later.
+# Instead, read only rows written by transactions older than the oldest
+# transaction still running (`pg_snapshot_xmin` of our snapshot): every such
+# transaction has finished, so no row can ever appear below that horizon again.
+# Ordered by (transaction_id, global_position), that prefix only grows, and a
+# checkpoint of that pair is exact. It is one order for every reader, but not
+# true commit order: a transaction gets its id at its first write. Appends keep
+# each stream's versions ascending in it: an append from a transaction older
+# than the stream's last appender is refused (events/sql/0005). Writers never
+# wait; a reader waits at most for the oldest open transaction (bounded by
+# idle_in_transaction_session_timeout). A gap is never skipped on a timer.
 _READ_ALL = f"""
 SELECT {_COLUMNS} FROM events
  WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
@@ -237,7 +273,7 @@ def _metadata(raw: bytes) -> Metadata:
 
 
 def checkpoint_of(event: RecordedEvent) -> Checkpoint:
-    """The commit-order checkpoint just after an event."""
+    """The feed's checkpoint just after an event."""
     return Checkpoint(event.transaction_id, event.global_position)
 
 
@@ -283,27 +319,49 @@ class EventStore:
 
         Raises:
             ConcurrencyError: the stream is not at `expected_version`.
+            StaleTransactionError: (a ConcurrencyError) the stream's last append
+                came from a transaction newer than the caller's (one that drew
+                its transaction id later): retry in a new transaction. Appends
+                on the store's own connection retry it themselves, a few times.
             IdempotencyConflictError: some of the event ids are stored already,
-                but not exactly these events of this stream.
+                but this is not the same append (see below); nothing is written.
+            DuplicateEventIdError: the same event id twice in `events`.
 
-        Appending events whose ids are already stored, in this stream, returns
-        their original positions and writes nothing: a retried request creates
-        nothing twice.
+        Appending event ids that are already stored is a retry, answered with
+        their original positions and writing nothing, when it is the same
+        append: the same stream, the events at consecutive versions in the
+        order given, with the same type, schema version, payload and metadata
+        (`occurred_at` is not compared). The expected version is not checked
+        then, so a retry at the stream's current version answers too, and
+        through `conn` it leaves the caller's transaction usable.
         """
         if not events:
             msg = "append needs at least one event"
             raise ValueError(msg)
+        if len(events) > 1 and len({new.event_id for new in events}) != len(events):
+            raise DuplicateEventIdError(_duplicate_message(stream_id, events))
         if conn is not None:
             return await self._append(conn, stream_id, expected_version, events)
         async with self.pool.acquire() as own:
-            try:
-                positions = await self._append(own, stream_id, expected_version, events)
-            except ConcurrencyError:
-                # A concurrent append of these very events may have won the
-                # race: the retry answers their positions, or fails again.
-                if not await _any_stored(own, events):
-                    raise
-                positions = await self._append(own, stream_id, expected_version, events, fast=False)
+            for tries_left in range(_STALE_TRIES - 1, -1, -1):
+                try:
+                    positions = await self._append(own, stream_id, expected_version, events)
+                    break
+                except StaleTransactionError:
+                    # Our statement drew its transaction id before a concurrent
+                    # append to the stream drew its own and committed: a new
+                    # transaction draws a newer one.
+                    if not tries_left:
+                        raise
+                except ConcurrencyError:
+                    # A concurrent append of these very events may have won the
+                    # race: the retry answers their positions, or fails again.
+                    if not await _any_stored(own, events):
+                        raise
+                    positions = await self._append(
+                        own, stream_id, expected_version, events, fast=False
+                    )
+                    break
         self.notifier.wake((stream_id,))
         return positions
 
@@ -377,13 +435,19 @@ class EventStore:
         *,
         conn: asyncpg.Connection | None = None,
     ) -> list[RecordedEvent]:
-        """Up to `limit` committed events after a checkpoint, in commit order.
+        """Up to `limit` committed events after a checkpoint, in the feed's order.
+
+        The feed's order is `(transaction_id, global_position)`: the same for
+        every reader, with each committed event exactly once, no rolled-back
+        one, and each stream's versions ascending. It is not true commit order
+        (a transaction gets its id at its first write, not at its commit).
 
         Feed the checkpoint of the last event returned (`checkpoint_of`) to the
         next call. An empty list means: nothing more is committed *and final*
         yet; poll again later (or after a NOTIFY on channel `events`). An event
         is returned once every transaction older than it has finished, so the
-        sequence never changes behind a checkpoint.
+        sequence never changes behind a checkpoint: a reader waits at most for
+        the oldest transaction still open.
 
         The horizon is the whole PostgreSQL cluster's oldest running transaction
         (transaction ids are cluster-wide): a long transaction in another
@@ -398,7 +462,7 @@ class EventStore:
     async def iterate_all(
         self, after: Checkpoint = ORIGIN, page_size: int = 1000
     ) -> AsyncGenerator[RecordedEvent, None]:
-        """Every event after a checkpoint that is final now, in commit order, page by page.
+        """Every event after a checkpoint that is final now, in the feed's order, by page.
 
         The next page is read (on another pooled connection) while this one is
         decoded and consumed: the same pages as calling `read_all` in a loop.
@@ -504,10 +568,23 @@ def _values_args(stream_id: str, events: Sequence[NewEvent], expected_version: i
 
 async def _any_stored(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> bool:
     found = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY ($1::uuid[]))",
+        "SELECT EXISTS (SELECT FROM unnest($1::uuid[]) AS x(id) CROSS JOIN LATERAL"
+        " (SELECT FROM events WHERE event_id = x.id LIMIT 1) AS stored)",
         [new.event_id for new in events],
     )
     return bool(found)
+
+
+def _duplicate_message(stream_id: str, events: Sequence[NewEvent]) -> str:
+    seen: set[Any] = set()
+    for number, new in enumerate(events, 1):
+        if new.event_id in seen:
+            return (
+                f"Duplicate event id in one append: {new.event_id} (number {number}"
+                f" of the append, Stream: {stream_id})"
+            )
+        seen.add(new.event_id)
+    return f"Duplicate event id in one append (Stream: {stream_id})"
 
 
 def _translate(
@@ -519,6 +596,10 @@ def _translate(
         return ConcurrencyError(stream_id, expected_version, message)
     if sqlstate == IDEMPOTENCY_CONFLICT:
         return IdempotencyConflictError(message)
+    if sqlstate == STALE_TRANSACTION:
+        return StaleTransactionError(stream_id, expected_version, message)
+    if sqlstate == DUPLICATE_EVENT_ID:
+        return DuplicateEventIdError(message)
     if sqlstate == APPEND_ONLY:
         return AppendOnlyError(message)
     return None

@@ -12,7 +12,7 @@ import asyncpg
 import structlog
 from aiohttp import hdrs, web
 
-from events.errors import ConcurrencyError
+from events.errors import ConcurrencyError, IdempotencyConflictError
 from service.domain import DomainError
 from service.http import availability, transport
 from service.http.errors import ApiError, ValidationFailedError, from_domain
@@ -125,8 +125,10 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = error.response()
     except DomainError as error:
         response = from_domain(error)
-    except ConcurrencyError as error:
-        # The command lost a race with another writer of the same run, every try.
+    except (ConcurrencyError, IdempotencyConflictError) as error:
+        # The command lost a race with another writer of the same run, every try
+        # (StaleTransactionError is one too), or stored event ids came back as
+        # another append: nothing was written, the client may retry.
         response = ApiError(409, "conflict", str(error)).response()
     except asyncpg.DataError as error:
         # A value PostgreSQL cannot store (a NUL character in text, a number out

@@ -174,6 +174,20 @@ async def test_restore_into_younger_cluster_then_repair(
         )
         assert (0, 0) == (idle["tx"], idle["global_position"])
 
+        # An existing stream takes appends again: its last appender's id, from the
+        # old cluster's counter, was renumbered too.
+        stream_id, version = await restored.fetchrow(
+            "SELECT stream_id, version FROM streams ORDER BY stream_id LIMIT 1"
+        )
+        async with restored.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                await EventStore(restored).append(
+                    stream_id, [NewEvent(event=RunQueued())], version, conn=conn
+                )
+            finally:
+                await transaction.rollback()
         appended = await EventStore(restored).append("run-new", [NewEvent(event=RunQueued())], 0)
         after = [event async for event in EventStore(restored).iterate_all()]
         assert [*order, appended[0]] == [

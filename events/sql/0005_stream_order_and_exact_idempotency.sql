@@ -1,0 +1,197 @@
+-- Each stream's versions ascend in the feed; an idempotent retry must be the same
+-- append; the events of one append share recorded_at.
+--
+-- 1. Stream order in the feed. read_all orders by (transaction_id,
+-- global_position) and returns a row once its transaction id is below every
+-- running one. PostgreSQL hands out a transaction id at a transaction's first
+-- write, not at its commit, so a transaction that wrote anything before it
+-- appends could append version N+1 after another transaction's version N
+-- committed, with the lower id: the feed showed N+1 before N. Now every stream
+-- keeps the (top-level) id of the transaction that last appended to it, and an
+-- append from an older transaction is refused (EV004, retryable in a new
+-- transaction). Appends to one stream are serialised by its row's lock, so the
+-- ids of successive versions never decrease, and the (transaction_id,
+-- global_position) order keeps each stream's versions ascending. A rolled-back
+-- append (transaction, savepoint, terminated backend) rolls its mark back with
+-- it. Writers that lock something of their own before appending (the service
+-- locks its run row) draw their id after the previous append committed and
+-- never see the error.
+--
+-- 2. Idempotency that compares. Event ids already stored answer their original
+-- positions only when this is the same append: same stream, the same events at
+-- consecutive versions in the order given, with the same type, schema version,
+-- payload and metadata (the exact JSON text: the columns are json). Anything
+-- else is EV002 with the stream, version and event id. The same id twice in one
+-- batch is EV005. Nothing is compared on the fast path (events/store.py), which
+-- refuses to write when any id is stored and leaves the answer to this function.
+--
+-- 3. recorded_at: one append is one statement (the fast path, or the call of
+-- this function), so statement_timestamp() gives its events one time.
+
+ALTER TABLE streams ADD COLUMN last_transaction_id xid8;
+UPDATE streams s
+   SET last_transaction_id = coalesce(
+       (SELECT e.transaction_id FROM events e
+         WHERE e.stream_id = s.stream_id
+         ORDER BY e.transaction_id DESC LIMIT 1),
+       '0'::xid8);
+ALTER TABLE streams
+    ALTER COLUMN last_transaction_id SET DEFAULT pg_current_xact_id(),
+    ALTER COLUMN last_transaction_id SET NOT NULL;
+
+ALTER TABLE events ALTER COLUMN recorded_at SET DEFAULT statement_timestamp();
+
+CREATE OR REPLACE FUNCTION append_events(
+    p_stream_id        text,
+    p_expected_version bigint,
+    p_event_ids        uuid[],
+    p_types            text[],
+    p_schema_versions  integer[],
+    p_data             json[],
+    p_metadata         json[],
+    p_occurred_at      timestamptz[]
+) RETURNS TABLE (global_position bigint, version bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    n             integer := cardinality(p_event_ids);
+    me            xid8;
+    moved         boolean := false;
+    base_version  bigint;
+    current       bigint;
+    last_xid      xid8;
+    problem       record;
+BEGIN
+    -- The transaction id is read in each statement, not here: a transaction
+    -- that has none yet draws it as late as possible, once it holds the lock.
+    IF n <> (SELECT count(DISTINCT id) FROM unnest(p_event_ids) AS id) THEN
+        SELECT id INTO problem FROM unnest(p_event_ids) AS id GROUP BY id HAVING count(*) > 1
+         LIMIT 1;
+        RAISE EXCEPTION 'Duplicate event id in one append: % (Stream: %)', problem.id,
+            p_stream_id USING ERRCODE = 'EV005';
+    END IF;
+
+    -- Every look-up of an id is an index probe (LATERAL ... LIMIT 1), whatever
+    -- plan PL/pgSQL caches: `= ANY` and joins planned on a small table scanned
+    -- every event.
+    IF EXISTS (SELECT FROM unnest(p_event_ids) AS x(id)
+                CROSS JOIN LATERAL (SELECT FROM events e WHERE e.event_id = x.id LIMIT 1) AS hit)
+    THEN
+        -- The first event (in the order given) that is not what this append
+        -- would have stored: missing, in another stream, out of order, different.
+        SELECT i.ord, i.event_id, e.stream_id, e.version,
+               CASE
+                   WHEN e.event_id IS NULL THEN 'is not stored, but others of this append are'
+                   WHEN e.stream_id <> p_stream_id THEN 'is stored in another stream'
+                   WHEN e.version - i.ord <> first_stored.base
+                       THEN 'is stored at another place in the stream'
+                   WHEN e.type <> i.type OR e.schema_version <> i.schema_version
+                       THEN 'is stored with another type'
+                   WHEN e.data::text <> i.data::text THEN 'is stored with another payload'
+                   WHEN e.metadata::text <> i.metadata::text THEN 'is stored with other metadata'
+               END AS reason
+          INTO problem
+          FROM unnest(p_event_ids, p_types, p_schema_versions, p_data, p_metadata)
+               WITH ORDINALITY AS i(event_id, type, schema_version, data, metadata, ord)
+          LEFT JOIN LATERAL (SELECT * FROM events s WHERE s.event_id = i.event_id LIMIT 1) AS e
+                 ON true
+         CROSS JOIN LATERAL (
+               SELECT f.version - j.ord AS base
+                 FROM unnest(p_event_ids) WITH ORDINALITY AS j(event_id, ord)
+                 CROSS JOIN LATERAL (SELECT s.version FROM events s
+                                      WHERE s.event_id = j.event_id LIMIT 1) AS f
+                ORDER BY j.ord LIMIT 1) AS first_stored
+         WHERE e.event_id IS NULL
+            OR e.stream_id <> p_stream_id
+            OR e.version - i.ord <> first_stored.base
+            OR e.type <> i.type OR e.schema_version <> i.schema_version
+            OR e.data::text <> i.data::text
+            OR e.metadata::text <> i.metadata::text
+         ORDER BY i.ord
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'Idempotency conflict: event % (number % of the append) % '
+                '(Stream: %, Stored in: %, Version: %)',
+                problem.event_id, problem.ord, problem.reason, p_stream_id,
+                coalesce(problem.stream_id, '-'), coalesce(problem.version::text, '-')
+                USING ERRCODE = 'EV002',
+                      HINT = 'a retry must repeat the same events; new events need new ids';
+        END IF;
+        RETURN QUERY
+            SELECT e.global_position, e.version
+              FROM unnest(p_event_ids) WITH ORDINALITY AS i(event_id, ord)
+             CROSS JOIN LATERAL (SELECT s.global_position, s.version FROM events s
+                                  WHERE s.event_id = i.event_id LIMIT 1) AS e
+             ORDER BY i.ord;
+        RETURN;
+    END IF;
+
+    IF p_expected_version IS NULL THEN
+        -- Appenders at the end queue on an advisory lock of the stream first:
+        -- it needs no transaction id, so a transaction without one draws it
+        -- once it is first in line. Queued on the row lock alone they would draw
+        -- their ids when the holder before them commits, all at once, in any
+        -- order, and all but the luckiest be refused as stale.
+        PERFORM pg_advisory_xact_lock(hashtextextended(p_stream_id, 0));
+        FOR attempt IN 1..2 LOOP
+            SELECT s.version INTO base_version FROM streams s
+             WHERE s.stream_id = p_stream_id FOR UPDATE;
+            IF FOUND THEN
+                UPDATE streams s
+                   SET version = s.version + n, last_transaction_id = pg_current_xact_id()
+                 WHERE s.stream_id = p_stream_id
+                   AND s.last_transaction_id <= pg_current_xact_id();
+                moved := FOUND;
+                EXIT;
+            END IF;
+            INSERT INTO streams (stream_id, version, last_transaction_id)
+                VALUES (p_stream_id, n, pg_current_xact_id())
+                ON CONFLICT (stream_id) DO NOTHING;
+            base_version := 0;
+            moved := FOUND;
+            -- Not moved: a concurrent append created the stream; lock it and go on.
+            EXIT WHEN moved;
+        END LOOP;
+    ELSIF p_expected_version = 0 THEN
+        INSERT INTO streams (stream_id, version, last_transaction_id)
+            VALUES (p_stream_id, n, pg_current_xact_id())
+            ON CONFLICT (stream_id) DO NOTHING;
+        base_version := 0;
+        moved := FOUND;
+    ELSE
+        UPDATE streams s SET version = s.version + n, last_transaction_id = pg_current_xact_id()
+         WHERE s.stream_id = p_stream_id AND s.version = p_expected_version
+           AND s.last_transaction_id <= pg_current_xact_id();
+        base_version := p_expected_version;
+        moved := FOUND;
+    END IF;
+
+    IF NOT moved THEN
+        me := pg_current_xact_id();
+        SELECT s.version, s.last_transaction_id INTO current, last_xid
+          FROM streams s WHERE s.stream_id = p_stream_id;
+        IF last_xid > me AND (p_expected_version IS NULL OR p_expected_version = current) THEN
+            RAISE EXCEPTION 'Stale transaction: stream % was last appended by transaction %, '
+                'which began after this one (%) (Stream: %, Stream Version: %)',
+                p_stream_id, last_xid, me, p_stream_id, current
+                USING ERRCODE = 'EV004',
+                      HINT = 'retry in a new transaction: a stream''s versions must rise with '
+                             'transaction ids for every reader of the feed to see them in order';
+        END IF;
+        RAISE EXCEPTION 'Wrong expected version: % (Stream: %, Stream Version: %)',
+            p_expected_version, p_stream_id, coalesce(current, 0)
+            USING ERRCODE = 'EV001';
+    END IF;
+
+    RETURN QUERY
+        INSERT INTO events AS e (stream_id, version, type, schema_version, data, metadata,
+                                 event_id, occurred_at)
+        SELECT p_stream_id, base_version + i.ord, i.type, i.schema_version, i.data,
+               i.metadata, i.event_id, i.occurred_at
+          FROM unnest(p_types, p_schema_versions, p_data, p_metadata, p_event_ids,
+                      p_occurred_at)
+               WITH ORDINALITY AS i(type, schema_version, data, metadata, event_id,
+                                    occurred_at, ord)
+        RETURNING e.global_position, e.version;
+END
+$$;
