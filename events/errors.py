@@ -36,7 +36,7 @@ class StaleTransactionError(ConcurrencyError):
 class IdempotencyConflictError(EventStoreError):
     """Stored event ids were appended again, but not as the same append.
 
-    The same append is the same events, in the same order, at consecutive
+    The same append is all of its events, in the same order, at consecutive
     versions of the same stream, with the same type, payload and metadata. The
     message names the first event that differs, its stream and its version.
     """

@@ -34,6 +34,7 @@ DECLARE
     current       bigint;
     last_xid      xid8;
     problem       record;
+    head          record;
 BEGIN
     -- The transaction id is read in each statement, not here: a transaction
     -- that has none yet draws it as late as possible, once it holds the lock.
@@ -87,6 +88,24 @@ BEGIN
                 '(Stream: %, Stored in: %, Version: %)',
                 problem.event_id, problem.ord, problem.reason, p_stream_id,
                 coalesce(problem.stream_id, '-'), coalesce(problem.version::text, '-')
+                USING ERRCODE = 'EV002',
+                      HINT = 'a retry must repeat the same events; new events need new ids';
+        END IF;
+        -- All of that append, not a part of it. One append is one statement of
+        -- one transaction, so its events share transaction_id and recorded_at:
+        -- the events just before the first and just after the last (two index
+        -- probes) must belong to another append.
+        SELECT e.version, e.transaction_id, e.recorded_at INTO head
+          FROM events e WHERE e.event_id = p_event_ids[1];
+        IF EXISTS (SELECT FROM events o
+                    WHERE o.stream_id = p_stream_id
+                      AND o.version IN (head.version - 1, head.version + n)
+                      AND o.transaction_id = head.transaction_id
+                      AND o.recorded_at = head.recorded_at) THEN
+            RAISE EXCEPTION 'Idempotency conflict: event % (number 1 of the append) is stored '
+                'as part of a longer append: a retry must repeat all of its events '
+                '(Stream: %, Stored in: %, Version: %)',
+                p_event_ids[1], p_stream_id, p_stream_id, head.version
                 USING ERRCODE = 'EV002',
                       HINT = 'a retry must repeat the same events; new events need new ids';
         END IF;

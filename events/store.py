@@ -329,8 +329,9 @@ class EventStore:
 
         Appending event ids that are already stored is a retry, answered with
         their original positions and writing nothing, when it is the same
-        append: the same stream, the events at consecutive versions in the
-        order given, with the same type, schema version, payload and metadata
+        append: the same stream, all of its events (not a part of them) at
+        consecutive versions in the order given, with the same type, schema
+        version, payload and metadata
         (`occurred_at` is not compared). The expected version is not checked
         then, so a retry at the stream's current version answers too, and
         through `conn` it leaves the caller's transaction usable.

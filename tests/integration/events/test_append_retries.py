@@ -1,6 +1,6 @@
 """Reused event ids: a retry of the same append answers its positions; anything else is refused.
 
-The same append is the same events, in the same order, at consecutive versions
+The same append is all of its events, in the same order, at consecutive versions
 of the same stream, with the same type, schema version, payload and metadata.
 Every other reuse of a stored id is IdempotencyConflictError, names the stream,
 version and event id, and writes nothing. The same id twice in one append is a
@@ -83,6 +83,21 @@ def mixed_new_first(events: list[NewEvent]) -> list[NewEvent]:
     return [started("new"), *events]
 
 
+def first_part(events: list[NewEvent]) -> list[NewEvent]:
+    """The first events of the stored append, without its last."""
+    return events[:2]
+
+
+def last_part(events: list[NewEvent]) -> list[NewEvent]:
+    """The last events of the stored append, without its first."""
+    return events[1:]
+
+
+def middle_part(events: list[NewEvent]) -> list[NewEvent]:
+    """One event from the middle of the stored append."""
+    return events[1:2]
+
+
 CONFLICTS: dict[str, Callable[[list[NewEvent]], list[NewEvent]]] = {
     "payload": other_payload,
     "type": other_type,
@@ -90,6 +105,9 @@ CONFLICTS: dict[str, Callable[[list[NewEvent]], list[NewEvent]]] = {
     "order": other_order,
     "stored-then-new": mixed_stored_first,
     "new-then-stored": mixed_new_first,
+    "first-part": first_part,
+    "last-part": last_part,
+    "middle-part": middle_part,
 }
 
 
@@ -119,7 +137,8 @@ async def test_stored_ids_in_another_append_are_refused_and_nothing_is_written(
     expected_version: int | None,
     path: str,
 ) -> None:
-    """Another payload, type, metadata or order, or stored ids mixed with new ones: refused.
+    """Another payload, type, metadata or order, a part of the append, or stored ids mixed
+    with new ones: refused.
 
     Whatever the expected version (stale, current or none), the answer is
     IdempotencyConflictError naming the stream, a version and an event id, and
