@@ -14,6 +14,7 @@ import msgspec
 from events.repair import (
     FIRST_NORMAL_XID,
     NotEnoughRoomError,
+    Renumbering,
     burn_xids,
     current_xid,
     renumber,
@@ -27,15 +28,10 @@ from service import db
 _BURN_MARGIN = 16
 
 
-class RepairReport(msgspec.Struct, kw_only=True):
-    """What repair-after-restore changed."""
+class RepairReport(Renumbering, kw_only=True):
+    """What repair-after-restore changed: the events' renumbering, and each async
+    projection's checkpoint (name, before, after)."""
 
-    events: int
-    transactions: int
-    horizon: int
-    renumbered: bool
-    old_range: tuple[int, int] | None = None
-    new_range: tuple[int, int] | None = None
     checkpoints: list[tuple[str, tuple[int, int], tuple[int, int]]] = msgspec.field(
         default_factory=list
     )
@@ -48,15 +44,7 @@ async def _repair_once(conn: asyncpg.Connection) -> RepairReport:
         checkpoints.extend(await move_checkpoints(conn))
 
     done = await renumber(conn, also_lock=("projection_checkpoints",), moving=moving)
-    return RepairReport(
-        events=done.events,
-        transactions=done.transactions,
-        horizon=done.horizon,
-        renumbered=done.renumbered,
-        old_range=done.old_range,
-        new_range=done.new_range,
-        checkpoints=checkpoints,
-    )
+    return RepairReport(**msgspec.structs.asdict(done), checkpoints=checkpoints)
 
 
 async def repair(conn: asyncpg.Connection, *, burn: bool = True) -> RepairReport:
