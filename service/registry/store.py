@@ -119,11 +119,6 @@ WORKFLOW_LIST = f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE organisation_i
 WORKFLOW_SORT_KEYS = ("created_at", "updated_at")
 
 
-def workflow_from_row(row: asyncpg.Record) -> Workflow:
-    """A listed workflow."""
-    return _workflow(row)
-
-
 async def update_workflow(
     conn: asyncpg.Connection | asyncpg.Pool,
     organisation_id: str,
@@ -235,11 +230,6 @@ def block_not_found(block_id: str) -> NotFound:
 
 
 BLOCK_LIST = f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE organisation_id = $1 AND workflow_id = $2"
-
-
-def block_from_row(row: asyncpg.Record) -> Block:
-    """A listed block."""
-    return _block(row)
 
 
 async def get_block(
@@ -399,11 +389,6 @@ def _test_freshness(row: asyncpg.Record, latest: RunSummary | None) -> Freshness
         input_fingerprint=row["handle_inputs_fingerprint"],
         baseline_run_id=latest.run_id,
     )
-
-
-def test_from_row(row: asyncpg.Record) -> WorkflowTest:
-    """A listed test."""
-    return _test(row)
 
 
 def test_not_found(test_id: str) -> NotFound:
@@ -644,7 +629,7 @@ async def list_workflows(
         select += " AND project_id = $2"
         params.append(project_id)
     rows, metadata = await paging.fetch_page(conn, select, params, page, key=sort_by)
-    return [workflow_from_row(row) for row in rows], metadata
+    return [_workflow(row) for row in rows], metadata
 
 
 async def list_blocks(
@@ -658,7 +643,7 @@ async def list_blocks(
     rows, metadata = await paging.fetch_page(
         conn, BLOCK_LIST, [organisation_id, workflow_id], page
     )
-    return [block_from_row(row) for row in rows], metadata
+    return [_block(row) for row in rows], metadata
 
 
 async def list_tests(
@@ -676,4 +661,4 @@ async def list_tests(
         sql += " AND t.block_id = $3"
         params.append(target_block_id)
     rows, metadata = await paging.fetch_page(conn, sql, params, page, table="t")
-    return [test_from_row(row) for row in rows], metadata
+    return [_test(row) for row in rows], metadata

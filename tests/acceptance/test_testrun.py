@@ -8,6 +8,7 @@ execute: `invoice` passes or fails on its data, `broken` raises (the test is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -502,9 +503,40 @@ def test_a_terminal_shows_a_progress_bar(server: Server) -> None:
     assert "#" * 30 + "] 2/2 tests done: 2 passed" in text
 
 
+@contextlib.asynccontextmanager
+async def _serving(app: Any) -> AsyncIterator[int]:
+    """A stand-in in front of the server (an aiohttp app) on a free port; its port."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+async def _testrun_async(
+    server: Server, *args: str, timeout_s: float = 60
+) -> tuple[int | None, str, str]:
+    """Run testrun without blocking the event loop (a stand-in is served on it)."""
+    import asyncio
+
+    process = await asyncio.create_subprocess_exec(
+        str(TESTRUN),
+        *args,
+        env=_env(server),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+    return process.returncode, out.decode(), err.decode()
+
+
 async def test_without_the_event_feed_testrun_polls_the_run(server: Server) -> None:
     """Behind a proxy that breaks Server-Sent Events, testrun polls and still reports right."""
-    import asyncio
 
     import aiohttp
     from aiohttp import web
@@ -542,51 +574,28 @@ async def test_without_the_event_feed_testrun_polls_the_run(server: Server) -> N
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", proxy)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        process = await asyncio.create_subprocess_exec(
-            str(TESTRUN),
-            "run",
-            "--workflow",
-            workflow_id,
-            "--url",
-            f"http://127.0.0.1:{port}",
-            env=_env(server),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+    async with _serving(app) as port:
+        url = f"http://127.0.0.1:{port}"
+        code, out, err = await _testrun_async(
+            server, "run", "--workflow", workflow_id, "--url", url
         )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-        not_the_api = await asyncio.create_subprocess_exec(
-            str(TESTRUN),
-            "status",
-            "wftestrun_x",
-            "--url",
-            f"http://127.0.0.1:{port}/elsewhere",
-            env=_env(server),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        wrong_code, _, wrong = await _testrun_async(
+            server, "status", "wftestrun_x", "--url", f"{url}/elsewhere"
         )
-        _, wrong = await asyncio.wait_for(not_the_api.communicate(), timeout=60)
-    finally:
-        await runner.cleanup()
 
-    assert 1 == process.returncode, out.decode() + err.decode()
-    assert "2 tests: 1 passed, 1 failed, 0 blocked, 0 error" in out.decode()
-    assert "2/2 tests done: 1 passed, 1 failed" in err.decode()
+    assert 1 == code, out + err
+    assert "2 tests: 1 passed, 1 failed, 0 blocked, 0 error" in out
+    assert "2/2 tests done: 1 passed, 1 failed" in err
     (run,) = server.runs(workflow_id)
     assert any(request.endswith("/events") for request in seen)
     polls = [r for r in seen if r == f"GET /v1/workflows/tests/runs/{run['id']}"]
     assert len(polls) >= 2  # polled until the run ended (delay 1 s, a poll a second)
-    assert 2 == not_the_api.returncode
-    assert "not the JSON of this service's API: check --url" in wrong.decode()
+    assert 2 == wrong_code
+    assert "not the JSON of this service's API: check --url" in wrong
 
 
 async def test_a_broken_event_feed_is_resumed_with_last_event_id(server: Server) -> None:
     """A feed that ends after each event: testrun reconnects with Last-Event-ID, counts right."""
-    import asyncio
 
     import aiohttp
     from aiohttp import web
@@ -639,29 +648,20 @@ async def test_a_broken_event_feed_is_resumed_with_last_event_id(server: Server)
     app = web.Application()
     app.router.add_get("/v1/workflows/tests/runs/{run_id}/events", one_event_at_a_time)
     app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        process = await asyncio.create_subprocess_exec(
-            str(TESTRUN),
+    async with _serving(app) as port:
+        code, out, err = await _testrun_async(
+            server,
             "run",
             "--workflow",
             workflow_id,
             "--url",
             f"http://127.0.0.1:{port}",
-            env=_env(server),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            timeout_s=90,
         )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=90)
-    finally:
-        await runner.cleanup()
 
-    assert 1 == process.returncode, out.decode() + err.decode()
-    assert "3/3 tests done: 1 passed, 1 failed, 1 blocked" in err.decode()
-    assert "3 tests: 1 passed, 1 failed, 1 blocked, 0 error" in out.decode()
+    assert 1 == code, out + err
+    assert "3/3 tests done: 1 passed, 1 failed, 1 blocked" in err
+    assert "3 tests: 1 passed, 1 failed, 1 blocked, 0 error" in out
     # Resumed after each event, in order: 1, 2, ... (the run's stream versions).
     assert None is resumed_from[0]
     versions = [int(last) for last in resumed_from[1:] if last is not None]
